@@ -1,0 +1,217 @@
+//! `/api/v1/agents`: the AI agents and their outbound number.
+
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::{Editor, Reader};
+use super::types::{Agent, AgentList};
+use crate::domain::agent::{CreateAgent, UpdateAgent};
+use crate::domain::page::PageRequest;
+use crate::error::{ApiError, Problem};
+use crate::service::agents as service;
+use crate::state::AppState;
+
+/// Search and paging of agents.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentQuery {
+    /// Matches anywhere in the name, case-insensitively (the assignment dropdown's search box).
+    pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Body of `PUT /agents/{id}/whatsapp-outbound-number`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetOutboundNumber {
+    /// Our id of a `CLOUD_API` number; null to clear.
+    #[serde(deserialize_with = "super::required_nullable")]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
+    pub phone_number_id: Option<Uuid>,
+}
+
+/// List agents, sorted by name; `q` searches names.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "list_agents",
+    context_path = "/api/v1",
+    params(AgentQuery),
+    responses(
+        (status = 200, description = "One page of agents", body = AgentList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/agents")]
+pub async fn list_agents(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    query: web::Query<AgentQuery>,
+) -> Result<web::Json<AgentList>, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let (records, next_cursor) =
+        service::list(&state.db, &caller.workspace_id, query.q, page).await?;
+    Ok(web::Json(AgentList {
+        data: records.into_iter().map(Agent::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Create an agent.
+///
+/// Secrets in the responder (`openai.api_key`, `webhook.secret`) are stored encrypted and never returned.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "create_agent",
+    context_path = "/api/v1",
+    request_body = CreateAgent,
+    responses(
+        (status = 201, description = "The new agent", body = Agent),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`agent_name_taken`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/agents")]
+pub async fn create_agent(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    body: web::Json<CreateAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let record = service::create(&state.db, &state.secrets, &caller, body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/agents/{}", record.row.id)))
+        .json(Agent::from(record)))
+}
+
+/// Get one agent.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "get_agent",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/agents/{id}")]
+pub async fn get_agent(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Agent>, ApiError> {
+    Ok(web::Json(
+        service::get(&state.db, &caller.workspace_id, &id.to_string())
+            .await?
+            .into(),
+    ))
+}
+
+/// Change an agent's name, description or responder.
+///
+/// Absent fields stay as they are. A responder of the same kind may omit its secret to keep the stored one.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "update_agent",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = UpdateAgent,
+    responses(
+        (status = 200, description = "The changed agent", body = Agent),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`agent_name_taken`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/agents/{id}")]
+pub async fn update_agent(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateAgent>,
+) -> Result<web::Json<Agent>, ApiError> {
+    let record = service::update(
+        &state.db,
+        &state.secrets,
+        &caller,
+        &id.to_string(),
+        body.into_inner(),
+    )
+    .await?;
+    Ok(web::Json(record.into()))
+}
+
+/// Delete an agent.
+///
+/// Numbers it answered are left without an inbound agent; each such change is recorded in the audit trail.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "delete_agent",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/agents/{id}")]
+pub async fn delete_agent(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    service::delete(&state.db, &caller, &id.to_string()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Pick the number this agent sends outbound WhatsApp messages from, or clear it with null.
+///
+/// Only `CLOUD_API` numbers can be chosen (409 `number_not_cloud_api`). One number may be the
+/// outbound number of many agents.
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "set_whatsapp_outbound_number",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = SetOutboundNumber,
+    responses(
+        (status = 200, description = "The agent with its outbound number", body = Agent),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`agent_not_found` or `phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`number_not_cloud_api` (register it first) or `number_removed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[put("/agents/{id}/whatsapp-outbound-number")]
+pub async fn set_whatsapp_outbound_number(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<Uuid>,
+    body: web::Json<SetOutboundNumber>,
+) -> Result<web::Json<Agent>, ApiError> {
+    let number = body.into_inner().phone_number_id.map(|n| n.to_string());
+    let record = service::set_outbound_number(&state.db, &caller, &id.to_string(), number).await?;
+    Ok(web::Json(record.into()))
+}

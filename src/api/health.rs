@@ -1,0 +1,59 @@
+//! Probes for orchestrators: `/healthz` (process up) and `/readyz` (database reachable).
+
+use actix_web::{get, web, HttpResponse};
+use diesel::connection::SimpleConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: &'static str,
+    /// `postgres` or `sqlite`.
+    pub database: &'static str,
+    /// `graph` (a Meta app is configured) or `sandbox` (the built-in stand-in for Meta).
+    pub meta: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(tag = "operations", operation_id = "healthz", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
+}
+
+/// The database answers; says which database and which Meta (`graph` or `sandbox`).
+#[utoipa::path(
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "`service_unavailable`: the database does not answer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .db
+        .run(|conn| {
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| ApiError::Unavailable(format!("database: {e}")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        database: state.db.backend(),
+        meta: state.settings.meta_mode(),
+    }))
+}

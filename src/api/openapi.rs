@@ -1,0 +1,93 @@
+//! The OpenAPI 3.1 document the SPA team builds against (committed at `openapi/openapi.json`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{agents, audit, health, phone_numbers, types};
+use crate::domain::{phone_number, responder, Role};
+use crate::error::Problem;
+
+/// The whole API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "whatsapp-numbers",
+        version = "1",
+        description = "Manage WhatsApp Business phone numbers: the numbers table (verified name, platform type, \
+Meta's phone-number id, quality rating), registration to Meta's Cloud API, the one AI agent that answers each \
+number's inbound messages, and the number each agent sends outbound messages from.\n\n\
+Conventions: JSON with snake_case keys; timestamps RFC 3339 UTC; our ids are UUIDs. Lists are \
+`{\"data\": [...], \"next_cursor\": \"...\" | null}` with `?limit=` (default 50, max 200) and `?cursor=`. \
+Errors are RFC 9457 `application/problem+json` with a stable `code`. Every `/api/v1` call needs \
+`Authorization: Bearer <JWT>` (HS256; claims `sub`, `workspace_id`, `role` = `editor` | `viewer`, `exp`); \
+anything of another workspace answers 404 exactly as if it did not exist."
+    ),
+    paths(
+        phone_numbers::list_phone_numbers,
+        phone_numbers::get_phone_number,
+        phone_numbers::assign_inbound_agent,
+        agents::list_agents,
+        agents::create_agent,
+        agents::get_agent,
+        agents::update_agent,
+        agents::delete_agent,
+        agents::set_whatsapp_outbound_number,
+        audit::list_audit_events,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(
+        Problem,
+        Role,
+        types::PhoneNumber,
+        types::PhoneNumberList,
+        types::Registration,
+        types::AgentSummary,
+        types::NumberSummary,
+        types::Agent,
+        types::AgentList,
+        types::AuditEvent,
+        types::AuditEventList,
+        phone_number::RegistrationState,
+        responder::Responder,
+        responder::ResponderInput,
+        responder::FaqSettings,
+        responder::FaqEntry,
+        responder::OpenAiSettings,
+        responder::OpenAiInput,
+        responder::WebhookSettings,
+        responder::WebhookInput,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "phone-numbers", description = "The Phone Numbers table and each number's inbound agent"),
+        (name = "agents", description = "AI chat agents and the number each sends outbound messages from"),
+        (name = "audit", description = "Who assigned what, and when"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as committed: pretty JSON with a trailing newline.
+pub fn document() -> String {
+    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}

@@ -1,0 +1,151 @@
+//! `/api/v1/phone-numbers`: the table, one number, and its inbound agent.
+
+use actix_web::{get, put, web, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::{Editor, Reader};
+use super::types::{PhoneNumber, PhoneNumberList};
+use crate::domain::page::PageRequest;
+use crate::domain::phone_number::{
+    parse_platform_type, parse_quality_rating, PhoneNumberFilter, Search,
+};
+use crate::error::{ApiError, Problem};
+use crate::service::phone_numbers as service;
+use crate::state::AppState;
+
+/// Filters and paging of the Phone Numbers table.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PhoneNumberQuery {
+    /// Only numbers of this platform type (`CLOUD_API`, `ON_PREMISE`, `NOT_APPLICABLE`, ...).
+    pub platform_type: Option<String>,
+    /// Only numbers of this quality rating: `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
+    pub quality_rating: Option<String>,
+    /// `true`: only numbers with an inbound agent; `false`: only those without.
+    pub has_inbound_agent: Option<bool>,
+    /// Matches the verified name (case-insensitive, anywhere) or, when it reads as a number, the
+    /// phone number's digits (`+1 555` finds `15551234567`).
+    pub q: Option<String>,
+    /// Also list numbers removed from Meta (default false).
+    pub include_removed: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Body of `PUT /phone-numbers/{id}/inbound-agent`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignInboundAgent {
+    /// The agent to answer this number's inbound messages; null to unassign.
+    #[serde(deserialize_with = "super::required_nullable")]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
+    pub agent_id: Option<Uuid>,
+}
+
+/// List the workspace's phone numbers (the Phone Numbers table).
+///
+/// Sorted by number. Numbers removed in Meta are left out unless `include_removed=true`.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "list_phone_numbers",
+    context_path = "/api/v1",
+    params(PhoneNumberQuery),
+    responses(
+        (status = 200, description = "One page of numbers", body = PhoneNumberList),
+        (status = 400, description = "`validation_failed`: a filter value, `limit` or `cursor` is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/phone-numbers")]
+pub async fn list_phone_numbers(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    query: web::Query<PhoneNumberQuery>,
+) -> Result<web::Json<PhoneNumberList>, ApiError> {
+    let query = query.into_inner();
+    let filter = PhoneNumberFilter {
+        platform_type: query
+            .platform_type
+            .as_deref()
+            .map(parse_platform_type)
+            .transpose()?,
+        quality_rating: query
+            .quality_rating
+            .as_deref()
+            .map(parse_quality_rating)
+            .transpose()?,
+        has_inbound_agent: query.has_inbound_agent,
+        search: query.q.as_deref().and_then(Search::parse),
+        include_removed: query.include_removed.unwrap_or(false),
+    };
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let (records, next_cursor) =
+        service::list(&state.db, &caller.workspace_id, filter, page).await?;
+    Ok(web::Json(PhoneNumberList {
+        data: records.into_iter().map(PhoneNumber::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Get one phone number.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "get_phone_number",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "Our id of the number")),
+    responses(
+        (status = 200, description = "The number", body = PhoneNumber),
+        (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/phone-numbers/{id}")]
+pub async fn get_phone_number(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<PhoneNumber>, ApiError> {
+    let record = service::get(&state.db, &caller.workspace_id, &id.to_string()).await?;
+    Ok(web::Json(record.into()))
+}
+
+/// Assign the inbound agent of a number, or clear it with `{"agent_id": null}`.
+///
+/// Any inbound WhatsApp message to the number is then answered by this agent. Only `CLOUD_API`
+/// numbers can have one (409 `number_not_cloud_api`: register the number first). One agent per
+/// number; an agent may answer several numbers. The change is recorded in the audit trail.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "assign_inbound_agent",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "Our id of the number")),
+    request_body = AssignInboundAgent,
+    responses(
+        (status = 200, description = "The number with its new inbound agent", body = PhoneNumber),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: viewers may not change assignments", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`phone_number_not_found` or `agent_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`number_not_cloud_api` (register it first) or `number_removed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[put("/phone-numbers/{id}/inbound-agent")]
+pub async fn assign_inbound_agent(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<Uuid>,
+    body: web::Json<AssignInboundAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let agent_id = body.into_inner().agent_id.map(|a| a.to_string());
+    let record =
+        service::assign_inbound_agent(&state.db, &caller, &id.to_string(), agent_id).await?;
+    Ok(HttpResponse::Ok().json(PhoneNumber::from(record)))
+}

@@ -1,0 +1,133 @@
+//! Bearer tokens: HS256 JWTs with `sub`, `workspace_id`, `role` and `exp`.
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Role;
+
+/// Longest workspace id or subject accepted from a token.
+const MAX_ID: usize = 128;
+
+/// The claims this service reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub workspace_id: String,
+    pub role: Role,
+    pub exp: i64,
+}
+
+/// Who is asking: the verified claims of a request's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub workspace_id: String,
+    pub role: Role,
+}
+
+/// Signs and verifies tokens with `AUTH_JWT_SECRET`. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(..)")
+    }
+}
+
+impl TokenKeys {
+    pub fn new(secret: &str) -> Self {
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
+    }
+
+    /// Mints a token valid for `ttl`.
+    pub fn mint(
+        &self,
+        subject: &str,
+        workspace_id: &str,
+        role: Role,
+        ttl: chrono::TimeDelta,
+    ) -> String {
+        let claims = Claims {
+            sub: subject.to_owned(),
+            workspace_id: workspace_id.to_owned(),
+            role,
+            exp: (chrono::Utc::now() + ttl).timestamp(),
+        };
+        // HS256 signing of a small struct cannot fail.
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Verifies signature, algorithm and expiry, and that the ids are usable.
+    pub fn verify(&self, token: &str) -> Option<Principal> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        let claims = decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        let usable =
+            |s: &str| !s.trim().is_empty() && s.len() <= MAX_ID && !s.chars().any(char::is_control);
+        if !usable(&claims.sub) || !usable(&claims.workspace_id) {
+            return None;
+        }
+        Some(Principal {
+            subject: claims.sub,
+            workspace_id: claims.workspace_id,
+            role: claims.role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_token_verifies_with_the_same_secret_only() {
+        let keys = TokenKeys::new("secret-one-secret-one-secret-one");
+        let token = keys.mint("alice", "ws-1", Role::Viewer, chrono::TimeDelta::hours(1));
+        let who = keys.verify(&token).unwrap();
+        assert_eq!(
+            (who.subject.as_str(), who.workspace_id.as_str(), who.role),
+            ("alice", "ws-1", Role::Viewer)
+        );
+        assert!(TokenKeys::new("another-secret-another-secret-xx")
+            .verify(&token)
+            .is_none());
+    }
+
+    #[test]
+    fn expired_tokens_and_unknown_roles_are_refused() {
+        let keys = TokenKeys::new("secret-one-secret-one-secret-one");
+        let expired = keys.mint("alice", "ws-1", Role::Editor, chrono::TimeDelta::hours(-2));
+        assert!(keys.verify(&expired).is_none());
+        let odd = serde_json::json!({"sub": "a", "workspace_id": "w", "role": "owner", "exp": chrono::Utc::now().timestamp() + 60});
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &odd,
+            &EncodingKey::from_secret(b"secret-one-secret-one-secret-one"),
+        )
+        .unwrap();
+        assert!(keys.verify(&token).is_none());
+    }
+
+    #[test]
+    fn other_algorithms_are_refused() {
+        let keys = TokenKeys::new("secret-one-secret-one-secret-one");
+        let claims = serde_json::json!({"sub": "a", "workspace_id": "w", "role": "editor", "exp": chrono::Utc::now().timestamp() + 60});
+        let token = encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(b"secret-one-secret-one-secret-one"),
+        )
+        .unwrap();
+        assert!(keys.verify(&token).is_none());
+    }
+}

@@ -1,0 +1,278 @@
+//! Settings from the environment (names as agreed in `shared/API.md`), and the development
+//! secrets the server makes for itself when no Meta app is configured.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::SecretBox;
+use crate::db::DbUrl;
+
+/// Default Graph API base URL.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
+/// Default Graph API version.
+pub const DEFAULT_GRAPH_VERSION: &str = "v25.0";
+
+/// A Meta app: when configured, the service talks to the real Graph API and never to the sandbox.
+#[derive(Clone)]
+pub struct MetaApp {
+    pub app_id: String,
+    pub app_secret: String,
+    pub es_config_id: Option<String>,
+    pub webhook_verify_token: Option<String>,
+}
+
+impl std::fmt::Debug for MetaApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaApp")
+            .field("app_id", &self.app_id)
+            .field("es_config_id", &self.es_config_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the server is configured with.
+#[derive(Clone)]
+pub struct Settings {
+    pub database_url: DbUrl,
+    pub bind_addr: String,
+    pub data_dir: PathBuf,
+    pub auth_jwt_secret: String,
+    /// Base64 of 32 bytes.
+    pub secrets_key: String,
+    pub meta_app: Option<MetaApp>,
+    pub meta_graph_url: String,
+    pub meta_graph_version: String,
+    /// Connections in the database pool.
+    pub db_pool_size: u32,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+    /// True when the secrets were generated under `data_dir` (no Meta app configured).
+    pub development: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database_url.backend())
+            .field("bind_addr", &self.bind_addr)
+            .field("meta_app", &self.meta_app)
+            .field("development", &self.development)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::load(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads settings through `var`, so tests can supply their own environment.
+    pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = match var("DATABASE_URL") {
+            Some(url) => DbUrl::parse(&url)?,
+            None => DbUrl::Sqlite(
+                data_dir
+                    .join("whatsapp-numbers.db")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        };
+        let meta_app = match (var("META_APP_ID"), var("META_APP_SECRET")) {
+            (Some(app_id), Some(app_secret)) => Some(MetaApp {
+                app_id,
+                app_secret,
+                es_config_id: var("META_ES_CONFIG_ID"),
+                webhook_verify_token: var("META_WEBHOOK_VERIFY_TOKEN"),
+            }),
+            (Some(_), None) => {
+                return Err("META_APP_ID is set but META_APP_SECRET is not: set both".into())
+            }
+            (None, _) => None,
+        };
+        let (auth_jwt_secret, secrets_key, development) =
+            match (var("AUTH_JWT_SECRET"), var("SECRETS_KEY"), meta_app.is_some()) {
+                (Some(jwt), Some(key), _) => (jwt, key, false),
+                (_, _, true) => {
+                    return Err("a Meta app is configured (META_APP_ID), so AUTH_JWT_SECRET and SECRETS_KEY \
+                                must be set: the server will not run against Meta with generated secrets"
+                        .into())
+                }
+                (jwt, key, false) => {
+                    let dev = DevSecrets::load_or_create(&data_dir)?;
+                    (jwt.unwrap_or(dev.auth_jwt_secret), key.unwrap_or(dev.secrets_key), true)
+                }
+            };
+        SecretBox::from_base64(&secrets_key).map_err(|e| e.to_string())?;
+        if auth_jwt_secret.len() < 16 {
+            return Err(
+                "AUTH_JWT_SECRET must be at least 16 characters (32 or more recommended)".into(),
+            );
+        }
+        Ok(Settings {
+            database_url,
+            bind_addr: var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir,
+            auth_jwt_secret,
+            secrets_key,
+            meta_app,
+            meta_graph_url: var("META_GRAPH_URL")
+                .unwrap_or_else(|| DEFAULT_GRAPH_URL.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            meta_graph_version: var("META_GRAPH_VERSION")
+                .unwrap_or_else(|| DEFAULT_GRAPH_VERSION.into()),
+            db_pool_size: number(&var, "DATABASE_POOL_SIZE", 10)?,
+            http_workers: number(
+                &var,
+                "HTTP_WORKERS",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+            development,
+        })
+    }
+
+    /// `graph` with a Meta app configured, else `sandbox`.
+    pub fn meta_mode(&self) -> &'static str {
+        if self.meta_app.is_some() {
+            "graph"
+        } else {
+            "sandbox"
+        }
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + From<u8>>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => Err(format!(
+                "{name} must be a whole number of at least 1, not `{text}`"
+            )),
+        },
+    }
+}
+
+/// Secrets generated once for development and kept in `<data_dir>/dev-secrets.json`, so a printed
+/// token and stored encrypted values survive a restart.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DevSecrets {
+    auth_jwt_secret: String,
+    secrets_key: String,
+}
+
+impl DevSecrets {
+    fn load_or_create(dir: &Path) -> Result<Self, String> {
+        let path = dir.join("dev-secrets.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return serde_json::from_str(&text)
+                .map_err(|e| format!("{} is damaged: {e}", path.display()));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let secrets = DevSecrets {
+            auth_jwt_secret: SecretBox::generate_key(),
+            secrets_key: SecretBox::generate_key(),
+        };
+        let text = serde_json::to_string_pretty(&secrets).map_err(|e| e.to_string())?;
+        write_private(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(secrets)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn temp_dir(name: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("wn-config-{name}-{}", uuid::Uuid::new_v4()));
+        dir.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn with_nothing_configured_it_generates_secrets_once_and_keeps_them() {
+        let dir = temp_dir("dev");
+        let first = Settings::load(env(&[("DATA_DIR", &dir)])).unwrap();
+        let second = Settings::load(env(&[("DATA_DIR", &dir)])).unwrap();
+        assert!(first.development);
+        assert_eq!(first.auth_jwt_secret, second.auth_jwt_secret);
+        assert_eq!(first.secrets_key, second.secrets_key);
+        assert_eq!(first.meta_mode(), "sandbox");
+        assert!(matches!(first.database_url, DbUrl::Sqlite(ref p) if p.starts_with(&dir)));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_meta_app_without_real_secrets_refuses_to_start() {
+        let dir = temp_dir("meta");
+        let err = Settings::load(env(&[
+            ("DATA_DIR", &dir),
+            ("META_APP_ID", "1"),
+            ("META_APP_SECRET", "s"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("AUTH_JWT_SECRET"), "{err}");
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "no secrets are generated for a Meta app"
+        );
+        let key = SecretBox::generate_key();
+        let ok = Settings::load(env(&[
+            ("META_APP_ID", "1"),
+            ("META_APP_SECRET", "s"),
+            ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SECRETS_KEY", &key),
+        ]))
+        .unwrap();
+        assert_eq!((ok.meta_mode(), ok.development), ("graph", false));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        let key = SecretBox::generate_key();
+        let err = Settings::load(env(&[
+            ("AUTH_JWT_SECRET", "0123456789abcdef"),
+            ("SECRETS_KEY", "short"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("SECRETS_KEY"), "{err}");
+        let err = Settings::load(env(&[
+            ("AUTH_JWT_SECRET", "0123456789abcdef"),
+            ("SECRETS_KEY", &key),
+            ("DATABASE_URL", "mysql://x"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("mysql"), "{err}");
+    }
+}

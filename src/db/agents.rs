@@ -1,0 +1,90 @@
+//! Agent rows.
+
+use diesel::prelude::*;
+
+use super::models::{AgentChanges, AgentRow};
+use super::phone_numbers::contains_pattern;
+use super::schema::agents;
+use super::{DbConnection, MultiBackend};
+use crate::domain::page::PageRequest;
+
+/// One page of a workspace's agents, by folded name then id; `name_key` narrows to names containing it.
+pub fn list(
+    conn: &mut DbConnection,
+    workspace: &str,
+    name_key: Option<&str>,
+    page: &PageRequest,
+) -> QueryResult<Vec<AgentRow>> {
+    use agents::dsl as a;
+    let mut query = a::agents
+        .filter(a::workspace_id.eq(workspace.to_owned()))
+        .select(AgentRow::as_select())
+        .into_boxed::<MultiBackend>();
+    if let Some(key) = name_key {
+        query = query.filter(a::name_key.like(contains_pattern(key)).escape('\\'));
+    }
+    if let Some(after) = &page.after {
+        query = query.filter(
+            a::name_key.gt(after.key.clone()).or(a::name_key
+                .eq(after.key.clone())
+                .and(a::id.gt(after.id.clone()))),
+        );
+    }
+    query
+        .order((a::name_key.asc(), a::id.asc()))
+        .limit(page.fetch_limit())
+        .load(conn)
+}
+
+pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Option<AgentRow>> {
+    agents::table
+        .filter(agents::workspace_id.eq(workspace))
+        .filter(agents::id.eq(id))
+        .select(AgentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// `(id, name)` of the given agents of the workspace.
+pub fn names(
+    conn: &mut DbConnection,
+    workspace: &str,
+    ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    agents::table
+        .filter(agents::workspace_id.eq(workspace))
+        .filter(agents::id.eq_any(ids))
+        .select((agents::id, agents::name))
+        .load(conn)
+}
+
+pub fn insert(conn: &mut DbConnection, row: &AgentRow) -> QueryResult<usize> {
+    diesel::insert_into(agents::table).values(row).execute(conn)
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    workspace: &str,
+    id: &str,
+    changes: &AgentChanges,
+) -> QueryResult<usize> {
+    diesel::update(
+        agents::table
+            .filter(agents::workspace_id.eq(workspace))
+            .filter(agents::id.eq(id)),
+    )
+    .set(changes)
+    .execute(conn)
+}
+
+pub fn delete(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<usize> {
+    diesel::delete(
+        agents::table
+            .filter(agents::workspace_id.eq(workspace))
+            .filter(agents::id.eq(id)),
+    )
+    .execute(conn)
+}

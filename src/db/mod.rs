@@ -1,0 +1,302 @@
+//! Storage: one diesel `MultiConnection` over PostgreSQL and SQLite, an r2d2 pool, embedded
+//! migrations, and the repository functions (one module per table group).
+//!
+//! Every repository function takes the caller's workspace id and filters by it: a row of
+//! another workspace is indistinguishable from a row that does not exist.
+
+pub mod accounts;
+pub mod agents;
+pub mod audit;
+pub mod models;
+pub mod phone_numbers;
+pub mod schema;
+pub mod workspaces;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::{
+    AnsiTransactionManager, InstrumentationEvent, SimpleConnection, TransactionManager,
+};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::ApiError;
+
+/// The one connection type the repository layer is written against.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Arbitrary but fixed key for `pg_advisory_lock`, so replicas starting together migrate one at a time.
+const MIGRATION_LOCK_KEY: i64 = 0x5741_4e55_4d42_4552; // "WANUMBER"
+
+/// Which database a `DATABASE_URL` names, decided by its scheme alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    Postgres(String),
+    /// A file path (or `:memory:`), with the `sqlite:` scheme removed.
+    Sqlite(String),
+}
+
+impl DbUrl {
+    /// Parses `postgres://`, `postgresql://`, `sqlite://path` or `sqlite:path`. Anything else is an
+    /// error rather than a new, empty SQLite file named after the typo.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("DATABASE_URL `sqlite:` names no file".into());
+            }
+            return Ok(DbUrl::Sqlite(path.to_owned()));
+        }
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(format!(
+            "DATABASE_URL has unsupported scheme `{scheme}`: use postgres://… or sqlite://path"
+        ))
+    }
+
+    /// `postgres` or `sqlite`, for logs and `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DbUrl::Postgres(_) => "postgres",
+            DbUrl::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Opens the concrete connection for this scheme (never `MultiConnection::establish`, which
+    /// tries each backend in turn and hides the real cause behind "Invalid connection url").
+    pub fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        match self {
+            DbUrl::Postgres(url) => Ok(DbConnection::Postgresql(diesel::PgConnection::establish(
+                url,
+            )?)),
+            DbUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path)?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// r2d2 manager that opens connections through [`DbUrl::connect`] and counts the statements they run.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DbUrl,
+    queries: Arc<AtomicU64>,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        let mut conn = self.url.connect().map_err(r2d2::Error::ConnectionError)?;
+        let queries = self.queries.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                queries.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// The pool, plus the means to run blocking diesel work off the async executor.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    backend: &'static str,
+    queries: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// Builds the pool and runs pending migrations before handing it out.
+    pub fn connect(url: &DbUrl, max_size: u32) -> Result<Self, String> {
+        if let DbUrl::Sqlite(path) = url {
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+                }
+            }
+        }
+        run_migrations(url)?;
+        let queries = Arc::new(AtomicU64::new(0));
+        let manager = Manager {
+            url: url.clone(),
+            queries: queries.clone(),
+        };
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| format!("cannot open the {} database: {e}", url.backend()))?;
+        Ok(Db {
+            pool,
+            backend: url.backend(),
+            queries,
+        })
+    }
+
+    /// Statements run so far by pooled connections (for `/metrics`, and to check query counts).
+    pub fn queries_executed(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Runs `f` with a pooled connection on tokio's blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn: PooledConnection<Manager> = pool
+                .get()
+                .map_err(|e| ApiError::Unavailable(format!("database pool: {e}")))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("database task failed: {e}")))?
+    }
+}
+
+fn run_migrations(url: &DbUrl) -> Result<(), String> {
+    let mut conn = url
+        .connect()
+        .map_err(|e| format!("cannot connect to the {} database: {e}", url.backend()))?;
+    let migrate = |conn: &mut DbConnection| -> Result<(), String> {
+        let result = match conn {
+            DbConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        };
+        match result {
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                tracing::info!(applied = n, "database migrations applied");
+                Ok(())
+            }
+            Err(e) => Err(format!("database migration failed: {e}")),
+        }
+    };
+    match &mut conn {
+        DbConnection::Postgresql(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+            let result = migrate(&mut conn);
+            if let DbConnection::Postgresql(c) = &mut conn {
+                let _ =
+                    c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+            }
+            result
+        }
+        DbConnection::Sqlite(_) => migrate(&mut conn),
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is taken
+/// up front and waits on `busy_timeout` instead of failing with `SQLITE_BUSY` on lock upgrade.
+pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The original error matters more than a failed rollback (which also breaks the connection,
+            // so the pool discards it).
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(err)
+        }
+    }
+}
+
+/// True when `err` is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// The current time, truncated to microseconds so both backends store and return the same value.
+pub fn now() -> chrono::NaiveDateTime {
+    let now = chrono::Utc::now().naive_utc();
+    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_scheme_picks_the_backend() {
+        assert_eq!(
+            DbUrl::parse("postgres://u@h/db").unwrap().backend(),
+            "postgres"
+        );
+        assert_eq!(
+            DbUrl::parse("postgresql://u@h/db").unwrap().backend(),
+            "postgres"
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite://./data/x.db").unwrap(),
+            DbUrl::Sqlite("./data/x.db".into())
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:x.db").unwrap(),
+            DbUrl::Sqlite("x.db".into())
+        );
+    }
+
+    #[test]
+    fn unknown_database_url_scheme_is_an_error() {
+        let err = DbUrl::parse("mysql://localhost/db").unwrap_err();
+        assert!(err.contains("mysql"), "{err}");
+        assert!(DbUrl::parse("./data/x.db").is_err());
+        assert!(DbUrl::parse("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Diesel table definitions, written with portable SQL types only so one schema serves
+//! PostgreSQL and SQLite (see `migrations/postgres` and `migrations/sqlite`).
+
+diesel::table! {
+    workspaces (id) {
+        id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    whatsapp_accounts (id) {
+        id -> Text,
+        workspace_id -> Text,
+        waba_id -> Text,
+        name -> Nullable<Text>,
+        access_token_enc -> Nullable<Text>,
+        status -> Text,
+        last_synced_at -> Nullable<Timestamp>,
+        last_sync_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        name_key -> Text,
+        description -> Nullable<Text>,
+        responder_kind -> Text,
+        responder_config -> Text,
+        responder_secret_enc -> Nullable<Text>,
+        outbound_phone_number_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    phone_numbers (id) {
+        id -> Text,
+        workspace_id -> Text,
+        whatsapp_account_id -> Text,
+        phone_number_id -> Text,
+        display_phone_number -> Text,
+        display_digits -> Text,
+        verified_name -> Nullable<Text>,
+        verified_name_key -> Text,
+        platform_type -> Text,
+        quality_rating -> Text,
+        status -> Nullable<Text>,
+        code_verification_status -> Nullable<Text>,
+        name_status -> Nullable<Text>,
+        messaging_limit -> Nullable<Text>,
+        throughput_level -> Nullable<Text>,
+        account_mode -> Nullable<Text>,
+        is_on_biz_app -> Bool,
+        inbound_agent_id -> Nullable<Text>,
+        registration_state -> Text,
+        registration_last_error -> Nullable<Text>,
+        registration_last_attempt_at -> Nullable<Timestamp>,
+        registration_lease_until -> Nullable<Timestamp>,
+        pin_enc -> Nullable<Text>,
+        last_synced_at -> Nullable<Timestamp>,
+        removed_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    registration_attempts (id) {
+        id -> Text,
+        workspace_id -> Text,
+        phone_number_id -> Text,
+        actor -> Text,
+        outcome -> Text,
+        meta_code -> Nullable<BigInt>,
+        meta_subcode -> Nullable<BigInt>,
+        meta_message -> Nullable<Text>,
+        fbtrace_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    quality_events (id) {
+        id -> Text,
+        workspace_id -> Text,
+        phone_number_id -> Text,
+        old_rating -> Nullable<Text>,
+        new_rating -> Text,
+        source -> Text,
+        event -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        workspace_id -> Text,
+        actor -> Text,
+        action -> Text,
+        phone_number_id -> Nullable<Text>,
+        agent_id -> Nullable<Text>,
+        detail -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    whatsapp_accounts,
+    agents,
+    phone_numbers,
+    registration_attempts,
+    quality_events,
+    audit_events,
+);

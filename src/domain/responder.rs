@@ -1,0 +1,398 @@
+//! How an agent answers: FAQ keywords, an OpenAI-compatible chat server, or a webhook.
+//! Secrets (the API key, the webhook secret) are write-only: they are split off here, stored
+//! encrypted, and only their presence is ever shown.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::RuleError;
+
+const MAX_TEXT: usize = 4096;
+
+/// One FAQ answer and the keywords that trigger it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FaqEntry {
+    /// Words or phrases; a message containing any of them (case-insensitive) gets `answer`.
+    pub keywords: Vec<String>,
+    pub answer: String,
+}
+
+/// Answers from a fixed list of keyword → answer entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FaqSettings {
+    pub entries: Vec<FaqEntry>,
+    /// Sent when no keyword matches; no reply when null.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
+/// Settings of an OpenAI-compatible chat-completions responder, as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiSettings {
+    /// Base URL of any OpenAI-compatible server, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// How many earlier messages of the conversation are sent along (0–100).
+    pub history_messages: u32,
+    /// Whether an API key is stored. The key itself is never returned.
+    #[serde(default)]
+    pub api_key_set: bool,
+}
+
+/// Settings of a webhook responder, as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookSettings {
+    /// Where inbound messages are POSTed; the reply is read from the response.
+    pub url: String,
+    /// Whether a signing secret is stored. The secret itself is never returned.
+    #[serde(default)]
+    pub secret_set: bool,
+}
+
+/// How an agent answers inbound messages, as the API shows it (secrets only as `*_set` flags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Responder {
+    Faq { faq: FaqSettings },
+    Openai { openai: OpenAiSettings },
+    Webhook { webhook: WebhookSettings },
+}
+
+impl Responder {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Responder::Faq { .. } => "faq",
+            Responder::Openai { .. } => "openai",
+            Responder::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// An OpenAI-compatible responder as written by the client.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiInput {
+    pub base_url: String,
+    pub model: String,
+    /// Write-only. Required when the agent does not already have an OpenAI key; omit to keep it.
+    #[serde(default)]
+    #[schema(write_only)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Default 10.
+    #[serde(default)]
+    pub history_messages: Option<u32>,
+}
+
+/// A webhook responder as written by the client.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    pub url: String,
+    /// Write-only; at least 16 characters, used to sign our calls (HMAC-SHA256). Required when the
+    /// agent does not already have a webhook secret; omit to keep it.
+    #[serde(default)]
+    #[schema(write_only)]
+    pub secret: Option<String>,
+}
+
+/// How an agent answers, as written by the client.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResponderInput {
+    Faq { faq: FaqSettings },
+    Openai { openai: OpenAiInput },
+    Webhook { webhook: WebhookInput },
+}
+
+/// What to do with the stored secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretChange {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// A validated responder: what to store in the clear and what to do with the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidResponder {
+    pub settings: Responder,
+    pub secret: SecretChange,
+}
+
+impl ResponderInput {
+    /// Validates the input. `current` is the agent's present responder (on update), whose secret is
+    /// kept when the kind stays the same and no new secret is given.
+    pub fn validate(self, current: Option<&Responder>) -> Result<ValidResponder, RuleError> {
+        match self {
+            ResponderInput::Faq { faq } => {
+                validate_faq(&faq)?;
+                Ok(ValidResponder {
+                    settings: Responder::Faq {
+                        faq: clean_faq(faq),
+                    },
+                    secret: SecretChange::Clear,
+                })
+            }
+            ResponderInput::Openai { openai } => {
+                let base_url = http_url("openai.base_url", &openai.base_url)?;
+                let model = required("openai.model", &openai.model, 200)?;
+                let system_prompt = optional("openai.system_prompt", openai.system_prompt, 20_000)?;
+                let history_messages = openai.history_messages.unwrap_or(10);
+                if history_messages > 100 {
+                    return Err(invalid("openai.history_messages must be between 0 and 100"));
+                }
+                let had_key =
+                    matches!(current, Some(Responder::Openai { openai }) if openai.api_key_set);
+                let secret = new_secret("openai.api_key", openai.api_key, had_key, 1)?;
+                let settings = OpenAiSettings {
+                    base_url,
+                    model,
+                    system_prompt,
+                    history_messages,
+                    api_key_set: true,
+                };
+                Ok(ValidResponder {
+                    settings: Responder::Openai { openai: settings },
+                    secret,
+                })
+            }
+            ResponderInput::Webhook { webhook } => {
+                let url = http_url("webhook.url", &webhook.url)?;
+                let had_secret =
+                    matches!(current, Some(Responder::Webhook { webhook }) if webhook.secret_set);
+                let secret = new_secret("webhook.secret", webhook.secret, had_secret, 16)?;
+                let settings = WebhookSettings {
+                    url,
+                    secret_set: true,
+                };
+                Ok(ValidResponder {
+                    settings: Responder::Webhook { webhook: settings },
+                    secret,
+                })
+            }
+        }
+    }
+}
+
+fn invalid(msg: &str) -> RuleError {
+    RuleError::Invalid(msg.to_owned())
+}
+
+fn required(field: &str, value: &str, max: usize) -> Result<String, RuleError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(RuleError::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max {
+        return Err(RuleError::Invalid(format!(
+            "{field} must be at most {max} characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, RuleError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => required(field, text, max).map(Some),
+    }
+}
+
+fn http_url(field: &str, value: &str) -> Result<String, RuleError> {
+    let value = value.trim();
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(RuleError::Invalid(format!(
+            "{field} must be an http:// or https:// URL"
+        ))),
+    }
+}
+
+fn new_secret(
+    field: &str,
+    value: Option<String>,
+    had_one: bool,
+    min: usize,
+) -> Result<SecretChange, RuleError> {
+    match value {
+        Some(secret) => {
+            let secret = secret.trim();
+            let len = secret.chars().count();
+            if len < min || len > 1024 {
+                return Err(RuleError::Invalid(format!(
+                    "{field} must be between {min} and 1024 characters"
+                )));
+            }
+            Ok(SecretChange::Set(secret.to_owned()))
+        }
+        None if had_one => Ok(SecretChange::Keep),
+        None => Err(RuleError::Invalid(format!("{field} is required"))),
+    }
+}
+
+fn validate_faq(faq: &FaqSettings) -> Result<(), RuleError> {
+    if faq.entries.len() > 500 {
+        return Err(invalid("faq.entries may hold at most 500 entries"));
+    }
+    let fallback = faq.fallback.as_deref().map(str::trim).unwrap_or_default();
+    if faq.entries.is_empty() && fallback.is_empty() {
+        return Err(invalid("faq needs at least one entry or a fallback answer"));
+    }
+    if fallback.chars().count() > MAX_TEXT {
+        return Err(invalid("faq.fallback must be at most 4096 characters"));
+    }
+    for (i, entry) in faq.entries.iter().enumerate() {
+        if entry.keywords.is_empty() || entry.keywords.len() > 50 {
+            return Err(RuleError::Invalid(format!(
+                "faq.entries[{i}].keywords must hold 1 to 50 keywords"
+            )));
+        }
+        if entry
+            .keywords
+            .iter()
+            .any(|k| k.trim().is_empty() || k.chars().count() > 200)
+        {
+            return Err(RuleError::Invalid(format!(
+                "faq.entries[{i}].keywords must be non-empty and at most 200 characters each"
+            )));
+        }
+        let answer = entry.answer.trim();
+        if answer.is_empty() || answer.chars().count() > MAX_TEXT {
+            return Err(RuleError::Invalid(format!(
+                "faq.entries[{i}].answer must be 1 to 4096 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn clean_faq(faq: FaqSettings) -> FaqSettings {
+    FaqSettings {
+        entries: faq
+            .entries
+            .into_iter()
+            .map(|e| FaqEntry {
+                keywords: e.keywords.iter().map(|k| k.trim().to_owned()).collect(),
+                answer: e.answer.trim().to_owned(),
+            })
+            .collect(),
+        fallback: faq
+            .fallback
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openai(api_key: Option<&str>) -> ResponderInput {
+        ResponderInput::Openai {
+            openai: OpenAiInput {
+                base_url: "https://llm.example/v1/".into(),
+                model: "gpt-4o-mini".into(),
+                api_key: api_key.map(Into::into),
+                system_prompt: None,
+                history_messages: None,
+            },
+        }
+    }
+
+    #[test]
+    fn openai_needs_a_key_on_creation_and_keeps_it_on_update() {
+        assert!(openai(None).validate(None).is_err());
+        let created = openai(Some("sk-123")).validate(None).unwrap();
+        assert_eq!(created.secret, SecretChange::Set("sk-123".into()));
+        let Responder::Openai { openai: settings } = &created.settings else {
+            panic!("kind")
+        };
+        assert_eq!(settings.base_url, "https://llm.example/v1");
+        assert_eq!(settings.history_messages, 10);
+        let updated = openai(None).validate(Some(&created.settings)).unwrap();
+        assert_eq!(updated.secret, SecretChange::Keep);
+    }
+
+    #[test]
+    fn switching_kind_needs_the_new_kinds_secret_and_faq_clears_it() {
+        let created = openai(Some("sk-123")).validate(None).unwrap();
+        let to_webhook = ResponderInput::Webhook {
+            webhook: WebhookInput {
+                url: "https://hooks.example/a".into(),
+                secret: None,
+            },
+        };
+        assert!(to_webhook.validate(Some(&created.settings)).is_err());
+        let to_faq = ResponderInput::Faq {
+            faq: FaqSettings {
+                entries: vec![],
+                fallback: Some("Hi".into()),
+            },
+        };
+        assert_eq!(
+            to_faq.validate(Some(&created.settings)).unwrap().secret,
+            SecretChange::Clear
+        );
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_and_secrets_long_enough() {
+        let hook = |url: &str, secret: &str| ResponderInput::Webhook {
+            webhook: WebhookInput {
+                url: url.into(),
+                secret: Some(secret.into()),
+            },
+        };
+        assert!(hook("ftp://x.example", "0123456789abcdef")
+            .validate(None)
+            .is_err());
+        assert!(hook("not a url", "0123456789abcdef")
+            .validate(None)
+            .is_err());
+        assert!(hook("https://x.example/hook", "short")
+            .validate(None)
+            .is_err());
+        assert!(hook("https://x.example/hook", "0123456789abcdef")
+            .validate(None)
+            .is_ok());
+    }
+
+    #[test]
+    fn faq_entries_need_keywords_and_answers() {
+        let faq = |keywords: Vec<&str>, answer: &str| ResponderInput::Faq {
+            faq: FaqSettings {
+                entries: vec![FaqEntry {
+                    keywords: keywords.into_iter().map(Into::into).collect(),
+                    answer: answer.into(),
+                }],
+                fallback: None,
+            },
+        };
+        assert!(faq(vec![], "a").validate(None).is_err());
+        assert!(faq(vec![" "], "a").validate(None).is_err());
+        assert!(faq(vec!["hours"], "").validate(None).is_err());
+        assert!(faq(vec!["hours"], "9 to 5").validate(None).is_ok());
+        let empty = ResponderInput::Faq {
+            faq: FaqSettings {
+                entries: vec![],
+                fallback: None,
+            },
+        };
+        assert!(empty.validate(None).is_err());
+    }
+
+    #[test]
+    fn the_shown_responder_never_carries_a_secret() {
+        let created = openai(Some("sk-secret-value")).validate(None).unwrap();
+        let json = serde_json::to_string(&created.settings).unwrap();
+        assert!(!json.contains("sk-secret-value"));
+        assert!(json.contains("\"api_key_set\":true"));
+        assert!(json.contains("\"kind\":\"openai\""));
+    }
+}

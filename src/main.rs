@@ -1,0 +1,98 @@
+use std::process::ExitCode;
+
+use whatsapp_numbers::cli::{self, Command};
+use whatsapp_numbers::config::Settings;
+use whatsapp_numbers::startup::{init_tracing, Application};
+use whatsapp_numbers::{api, auth::TokenKeys, db};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(command) => command,
+        Err(err) => {
+            eprintln!("error: {err}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Help => println!("{}", cli::USAGE),
+        Command::OpenApi => print!("{}", api::openapi::document()),
+        Command::Token(args) => {
+            let settings = Settings::from_env()?;
+            let keys = TokenKeys::new(&settings.auth_jwt_secret);
+            println!(
+                "{}",
+                keys.mint(
+                    &args.subject,
+                    &args.workspace,
+                    args.role,
+                    chrono::TimeDelta::hours(args.ttl_hours)
+                )
+            );
+        }
+        Command::Migrate => {
+            init_tracing();
+            let settings = Settings::from_env()?;
+            db::Db::connect(&settings.database_url, 1)?;
+            println!("migrations applied ({})", settings.database_url.backend());
+        }
+        Command::Serve => {
+            init_tracing();
+            let settings = Settings::from_env()?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(serve(settings))?;
+        }
+    }
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let banner = settings.development.then(|| development_banner(&settings));
+    let app = Application::build(settings).await?;
+    if let Some(banner) = banner {
+        eprintln!("{}", banner.replace("{port}", &app.port().to_string()));
+    }
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+fn development_banner(settings: &Settings) -> String {
+    let keys = TokenKeys::new(&settings.auth_jwt_secret);
+    let token = keys.mint(
+        "demo-admin",
+        "demo",
+        whatsapp_numbers::domain::Role::Editor,
+        chrono::TimeDelta::days(30),
+    );
+    let host = settings
+        .bind_addr
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h);
+    let lines = [
+        String::new(),
+        "=".repeat(72),
+        "  DEVELOPMENT MODE: no Meta app is configured (META_APP_ID is unset).".into(),
+        format!(
+            "  Secrets were generated once and are kept in {}/dev-secrets.json.",
+            settings.data_dir.display()
+        ),
+        "  Meta calls go to the built-in sandbox. Do not run production like this.".into(),
+        String::new(),
+        format!("  Swagger UI:  http://{host}:{{port}}/swagger-ui/"),
+        "  Editor token for workspace `demo` (30 days; paste into Swagger UI's Authorize):".into(),
+        String::new(),
+        token,
+        "=".repeat(72),
+    ];
+    lines.join("\n")
+}

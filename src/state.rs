@@ -1,0 +1,52 @@
+//! What every request handler shares.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::auth::TokenKeys;
+use crate::config::Settings;
+use crate::crypto::SecretBox;
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// Shared application state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub secrets: SecretBox,
+    pub tokens: TokenKeys,
+    pub settings: Arc<Settings>,
+    known_workspaces: Arc<Mutex<HashSet<String>>>,
+}
+
+impl AppState {
+    pub fn new(db: Db, secrets: SecretBox, tokens: TokenKeys, settings: Arc<Settings>) -> Self {
+        AppState {
+            db,
+            secrets,
+            tokens,
+            settings,
+            known_workspaces: Arc::default(),
+        }
+    }
+
+    /// Creates the workspace on first sight; later calls for it cost no query.
+    pub async fn ensure_workspace(&self, id: &str) -> Result<(), ApiError> {
+        if self
+            .known_workspaces
+            .lock()
+            .map(|k| k.contains(id))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let owned = id.to_owned();
+        self.db
+            .run(move |conn| Ok(crate::db::workspaces::ensure(conn, &owned)?))
+            .await?;
+        if let Ok(mut known) = self.known_workspaces.lock() {
+            known.insert(id.to_owned());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! actix's own extractor errors come back as problem+json like every other error.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn malformed_json_is_400_validation_failed() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let response = app
+        .client
+        .post(format!("{}/api/v1/agents", app.address))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "validation_failed").await;
+
+    let response = app
+        .client
+        .post(format!("{}/api/v1/agents", app.address))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn a_bad_uuid_in_a_path_or_body_is_400_validation_failed() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    assert_problem(
+        app.get("/api/v1/phone-numbers/not-a-uuid", &token).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/agents/123", &token).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let number = app.seed_cloud_number("ws", "+1 555-555-0100").await;
+    let response = app.assign(&token, &number, json!("not-a-uuid")).await;
+    assert_problem(response, 400, "validation_failed").await;
+    // `agent_id` must be given; null is how to clear.
+    let path = format!("/api/v1/phone-numbers/{number}/inbound-agent");
+    let response = app
+        .request(Method::PUT, &path, Some(&token), Some(json!({})))
+        .await;
+    assert_problem(response, 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn unknown_query_values_are_400_validation_failed() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    for query in [
+        "quality_rating=PURPLE",
+        "platform_type=cloud%20api",
+        "has_inbound_agent=maybe",
+        "limit=0",
+        "limit=201",
+        "limit=ten",
+        "cursor=garbage",
+        "include_removed=perhaps",
+    ] {
+        let response = app
+            .get(&format!("/api/v1/phone-numbers?{query}"), &token)
+            .await;
+        assert_problem(response, 400, "validation_failed").await;
+    }
+    assert_problem(
+        app.get("/api/v1/agents?cursor=%%%", &token).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/audit-events?agent_id=x", &token).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_in_the_same_shape() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let body = json!({"name": "A", "description": "x".repeat(300 * 1024), "responder": {"kind": "faq", "faq": {"entries": [], "fallback": "x"}}});
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await;
+    assert_problem(response, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_problem_json() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    assert_problem(
+        app.get("/api/v1/nothing-here", &token).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(app.get("/elsewhere", &token).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let app = spawn_app().await;
+    let health: serde_json::Value = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["meta"], "sandbox");
+    let expected = if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(ready["database"], expected);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0 over HTTP, a fresh database per test.
+//! SQLite by default; PostgreSQL when `TEST_DATABASE_URL` names a server (see `.ci/run`).
+
+mod agents;
+mod auth;
+mod errors;
+mod helpers;
+mod isolation;
+mod openapi;
+mod phone_numbers;
