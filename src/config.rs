@@ -41,6 +41,12 @@ pub struct Settings {
     pub meta_app: Option<MetaApp>,
     pub meta_graph_url: String,
     pub meta_graph_version: String,
+    /// Seconds between background syncs of each account with Meta (0: no background sync).
+    pub sync_interval_seconds: u64,
+    /// First backoff between register retries after a transient Meta error, doubled each retry.
+    pub register_retry_base_ms: u64,
+    /// Timeout of one call to Meta.
+    pub meta_timeout_seconds: u64,
     /// Connections in the database pool.
     pub db_pool_size: u32,
     /// HTTP worker threads.
@@ -122,6 +128,12 @@ impl Settings {
                 .to_owned(),
             meta_graph_version: var("META_GRAPH_VERSION")
                 .unwrap_or_else(|| DEFAULT_GRAPH_VERSION.into()),
+            sync_interval_seconds: match var("SYNC_INTERVAL_SECONDS").as_deref() {
+                Some("0") => 0,
+                _ => number(&var, "SYNC_INTERVAL_SECONDS", 300)?,
+            },
+            register_retry_base_ms: number(&var, "REGISTER_RETRY_BASE_MS", 2000)?,
+            meta_timeout_seconds: number(&var, "META_TIMEOUT_SECONDS", 15)?,
             db_pool_size: number(&var, "DATABASE_POOL_SIZE", 10)?,
             http_workers: number(
                 &var,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::RuleError;
+use crate::meta::MetaError;
 
 /// Every failure a request can end in. Each variant has a stable `code` for the SPA.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,16 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// Too many attempts; `retry_after_seconds` says when trying again can work.
+    #[error("{detail}")]
+    TooManyRequests {
+        code: &'static str,
+        detail: String,
+        retry_after_seconds: Option<u64>,
+    },
+    /// Meta refused the call or could not be reached.
+    #[error("{}", .0.user_sentence())]
+    Meta(MetaError),
     /// The body is larger than the limit (bytes).
     #[error("The request body is larger than {0} bytes.")]
     PayloadTooLarge(usize),
@@ -56,7 +67,10 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
-            ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
+            ApiError::Meta(_) => "meta_error",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -70,6 +84,8 @@ impl ApiError {
             ApiError::Forbidden => "Forbidden",
             ApiError::NotFound { .. } => "Not found",
             ApiError::Conflict { .. } => "Conflict",
+            ApiError::TooManyRequests { .. } => "Too many requests",
+            ApiError::Meta(_) => "Meta refused the request",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -117,6 +133,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Meta(_) => StatusCode::BAD_GATEWAY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +150,11 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = self.problem().response();
+        if let Some(seconds) = response_retry_after(self) {
+            if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -139,6 +162,42 @@ impl ResponseError for ApiError {
             );
         }
         response
+    }
+}
+
+fn response_retry_after(err: &ApiError) -> Option<u64> {
+    match err {
+        ApiError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } => *retry_after_seconds,
+        ApiError::Meta(meta) => meta.retry_after_seconds(),
+        _ => None,
+    }
+}
+
+/// Meta's own error, for problems caused by Meta.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct MetaErrorBody {
+    /// Meta's error code, e.g. 133005 (PIN mismatch), 133016 (register limit), 190 (token).
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub message: String,
+    /// For Meta support tickets.
+    pub fbtrace_id: Option<String>,
+}
+
+impl MetaErrorBody {
+    pub fn of(err: &MetaError) -> Option<Self> {
+        match err {
+            MetaError::Api(e) => Some(MetaErrorBody {
+                code: e.code,
+                subcode: e.subcode,
+                message: e.message.clone(),
+                fbtrace_id: e.fbtrace_id.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -161,8 +220,18 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine code: `validation_failed`, `unauthorized`, `forbidden`, `not_found`,
     /// `phone_number_not_found`, `agent_not_found`, `number_not_cloud_api`, `number_removed`,
-    /// `agent_name_taken`, `payload_too_large`, `service_unavailable`, `internal_error`, ...
+    /// `agent_name_taken`, `meta_error`, `registration_in_progress`,
+    /// `already_registered`, `registration_limit_reached`, `account_connected_elsewhere`, `payload_too_large`, `service_unavailable`, `internal_error`, ...
     pub code: String,
+    /// Present on errors caused by Meta: Meta's error as it came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta_error: Option<MetaErrorBody>,
+    /// Present on errors caused by Meta or by limits: whether trying again can succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// When known: how long to wait before trying again (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl Problem {
@@ -173,6 +242,9 @@ impl Problem {
             status: status.as_u16(),
             detail,
             code: code.to_owned(),
+            meta_error: None,
+            retryable: None,
+            retry_after_seconds: None,
         }
     }
 

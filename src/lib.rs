@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod meta;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -59,6 +59,9 @@ fn run(command: Command) -> Result<(), String> {
 async fn serve(settings: Settings) -> Result<(), String> {
     let banner = settings.development.then(|| development_banner(&settings));
     let app = Application::build(settings).await?;
+    if banner.is_some() {
+        app.connect_sandbox_demo("demo").await?;
+    }
     if let Some(banner) = banner {
         eprintln!("{}", banner.replace("{port}", &app.port().to_string()));
     }
@@ -86,7 +89,8 @@ fn development_banner(settings: &Settings) -> String {
             "  Secrets were generated once and are kept in {}/dev-secrets.json.",
             settings.data_dir.display()
         ),
-        "  Meta calls go to the built-in sandbox. Do not run production like this.".into(),
+        "  Meta calls go to the built-in sandbox (demo WABA connected to workspace `demo`).".into(),
+        "  Do not run production like this.".into(),
         String::new(),
         format!("  Swagger UI:  http://{host}:{{port}}/swagger-ui/"),
         "  Editor token for workspace `demo` (30 days; paste into Swagger UI's Authorize):".into(),

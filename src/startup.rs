@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -9,10 +10,15 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, openapi::ApiDoc};
-use crate::auth::TokenKeys;
+use crate::auth::{Principal, TokenKeys};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
+use crate::domain::Role;
+use crate::meta::graph::{AppCredentials, GraphClient};
+use crate::meta::sandbox::Sandbox;
+use crate::meta::MetaApi;
+use crate::service::accounts::Credentials;
 use crate::state::AppState;
 
 /// A bound, not yet running server.
@@ -33,7 +39,19 @@ impl Application {
             .map_err(|e| format!("database start-up task failed: {e}"))??;
         let secrets = SecretBox::from_base64(&settings.secrets_key).map_err(|e| e.to_string())?;
         let tokens = TokenKeys::new(&settings.auth_jwt_secret);
-        let state = AppState::new(db, secrets, tokens, settings.clone());
+        let meta: Arc<dyn MetaApi> = match &settings.meta_app {
+            Some(app) => Arc::new(GraphClient::new(
+                &settings.meta_graph_url,
+                &settings.meta_graph_version,
+                AppCredentials {
+                    app_id: app.app_id.clone(),
+                    app_secret: app.app_secret.clone(),
+                },
+                Duration::from_secs(settings.meta_timeout_seconds),
+            )?),
+            None => Arc::new(Sandbox::new()),
+        };
+        let state = AppState::new(db, secrets, tokens, settings.clone(), meta);
 
         let listener = TcpListener::bind(&settings.bind_addr)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
@@ -73,8 +91,45 @@ impl Application {
         &self.state
     }
 
+    /// Serves until stopped; also runs the background sync when `SYNC_INTERVAL_SECONDS` > 0.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let interval = self.state.settings.sync_interval_seconds;
+        let background = (interval > 0).then(|| {
+            tokio::spawn(crate::service::sync::run_periodic(
+                self.state.clone(),
+                Duration::from_secs(interval),
+            ))
+        });
+        let result = self.server.await;
+        if let Some(task) = background {
+            task.abort();
+        }
+        result
+    }
+
+    /// In sandbox mode: connects the demo workspace to the sandbox's demo WABA, so its numbers fill
+    /// the table at once. Re-running it re-syncs.
+    pub async fn connect_sandbox_demo(&self, workspace: &str) -> Result<(), String> {
+        if self.state.meta.mode() != "sandbox" {
+            return Ok(());
+        }
+        let caller = Principal {
+            subject: "sandbox".into(),
+            workspace_id: workspace.into(),
+            role: Role::Editor,
+        };
+        self.state
+            .ensure_workspace(workspace)
+            .await
+            .map_err(|e| e.to_string())?;
+        let credentials = Credentials::SystemUserToken {
+            waba_id: crate::meta::sandbox::DEMO_WABA_ID.into(),
+            access_token: "sandbox-demo-token".into(),
+        };
+        crate::service::accounts::connect(&self.state, &caller, credentials)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::meta::MetaApi;
 
 /// Shared application state, cheap to clone.
 #[derive(Clone)]
@@ -16,16 +17,25 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub tokens: TokenKeys,
     pub settings: Arc<Settings>,
+    /// The Graph API client, or the sandbox when no Meta app is configured.
+    pub meta: Arc<dyn MetaApi>,
     known_workspaces: Arc<Mutex<HashSet<String>>>,
 }
 
 impl AppState {
-    pub fn new(db: Db, secrets: SecretBox, tokens: TokenKeys, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        db: Db,
+        secrets: SecretBox,
+        tokens: TokenKeys,
+        settings: Arc<Settings>,
+        meta: Arc<dyn MetaApi>,
+    ) -> Self {
         AppState {
             db,
             secrets,
             tokens,
             settings,
+            meta,
             known_workspaces: Arc::default(),
         }
     }

@@ -54,6 +54,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(Readiness {
         status: "ready",
         database: state.db.backend(),
-        meta: state.settings.meta_mode(),
+        meta: state.meta.mode(),
     }))
 }

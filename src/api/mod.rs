@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, request and response types, and the OpenAPI document.
 
+pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod auth;
@@ -30,9 +31,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(health::readyz)
     .service(
         web::scope("/api/v1")
+            .service(phone_numbers::sync_phone_numbers)
             .service(phone_numbers::list_phone_numbers)
             .service(phone_numbers::get_phone_number)
             .service(phone_numbers::assign_inbound_agent)
+            .service(phone_numbers::register_phone_number)
+            .service(phone_numbers::list_registration_attempts)
+            .service(phone_numbers::list_quality_events)
+            .service(accounts::connect_whatsapp_account)
+            .service(accounts::list_whatsapp_accounts)
+            .service(accounts::sync_whatsapp_account)
+            .service(accounts::get_signup_config)
             .service(agents::list_agents)
             .service(agents::create_agent)
             .service(agents::get_agent)

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, audit, health, phone_numbers, types};
+use super::{accounts, agents, audit, health, phone_numbers, types};
 use crate::domain::{phone_number, responder, Role};
 use crate::error::Problem;
 
@@ -15,7 +15,8 @@ use crate::error::Problem;
         version = "1",
         description = "Manage WhatsApp Business phone numbers: the numbers table (verified name, platform type, \
 Meta's phone-number id, quality rating), registration to Meta's Cloud API, the one AI agent that answers each \
-number's inbound messages, and the number each agent sends outbound messages from.\n\n\
+number's inbound messages, and the number each agent sends outbound messages from. Numbers are never typed in: \
+they come from Meta when an account is connected and stay current through sync.\n\n\
 Conventions: JSON with snake_case keys; timestamps RFC 3339 UTC; our ids are UUIDs. Lists are \
 `{\"data\": [...], \"next_cursor\": \"...\" | null}` with `?limit=` (default 50, max 200) and `?cursor=`. \
 Errors are RFC 9457 `application/problem+json` with a stable `code`. Every `/api/v1` call needs \
@@ -26,6 +27,14 @@ anything of another workspace answers 404 exactly as if it did not exist."
         phone_numbers::list_phone_numbers,
         phone_numbers::get_phone_number,
         phone_numbers::assign_inbound_agent,
+        phone_numbers::register_phone_number,
+        phone_numbers::list_registration_attempts,
+        phone_numbers::list_quality_events,
+        phone_numbers::sync_phone_numbers,
+        accounts::connect_whatsapp_account,
+        accounts::list_whatsapp_accounts,
+        accounts::sync_whatsapp_account,
+        accounts::get_signup_config,
         agents::list_agents,
         agents::create_agent,
         agents::get_agent,
@@ -48,6 +57,17 @@ anything of another workspace answers 404 exactly as if it did not exist."
         types::AgentList,
         types::AuditEvent,
         types::AuditEventList,
+        types::WhatsAppAccount,
+        types::WhatsAppAccountList,
+        types::ConnectedAccount,
+        types::SyncResult,
+        types::FailedSync,
+        types::SignupConfig,
+        types::RegistrationAttempt,
+        types::RegistrationAttemptList,
+        types::QualityEvent,
+        types::QualityEventList,
+        crate::error::MetaErrorBody,
         phone_number::RegistrationState,
         responder::Responder,
         responder::ResponderInput,
@@ -62,6 +82,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
     tags(
         (name = "phone-numbers", description = "The Phone Numbers table and each number's inbound agent"),
         (name = "agents", description = "AI chat agents and the number each sends outbound messages from"),
+        (name = "whatsapp-accounts", description = "Connecting WhatsApp Business Accounts (Embedded Signup or system-user token)"),
         (name = "audit", description = "Who assigned what, and when"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -1,18 +1,22 @@
 //! `/api/v1/phone-numbers`: the table, one number, and its inbound agent.
 
-use actix_web::{get, put, web, HttpResponse};
+use actix_web::{get, post, put, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Editor, Reader};
-use super::types::{PhoneNumber, PhoneNumberList};
+use super::types::{
+    PhoneNumber, PhoneNumberList, QualityEvent, QualityEventList, RegistrationAttempt,
+    RegistrationAttemptList, SyncResult,
+};
 use crate::domain::page::PageRequest;
 use crate::domain::phone_number::{
     parse_platform_type, parse_quality_rating, PhoneNumberFilter, Search,
 };
 use crate::error::{ApiError, Problem};
 use crate::service::phone_numbers as service;
+use crate::service::{registration, sync};
 use crate::state::AppState;
 
 /// Filters and paging of the Phone Numbers table.
@@ -148,4 +152,141 @@ pub async fn assign_inbound_agent(
     let record =
         service::assign_inbound_agent(&state.db, &caller, &id.to_string(), agent_id).await?;
     Ok(HttpResponse::Ok().json(PhoneNumber::from(record)))
+}
+
+/// Paging of a number's history lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Register the number to Meta's Cloud API (the Actions column's Register button).
+///
+/// Uses the number's stored two-step PIN (made once, reused on every attempt). Transient Meta
+/// errors are retried a few times within the request; each call to Meta is an entry of the
+/// registration ledger. Meta allows 10 register calls per number in 72 hours; the 11th is refused
+/// here before Meta would block the number. Errors that need the user (wrong PIN, number not
+/// verified, expired token) come back at once with Meta's code and what to do.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "register_phone_number",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "Our id of the number")),
+    responses(
+        (status = 200, description = "Registered: `platform_type` is `CLOUD_API`, `registration.state` is `registered`", body = PhoneNumber),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`registration_in_progress`, `already_registered` (also coexistence numbers), `number_removed` or `account_needs_reconnect`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`registration_limit_reached`: wait `retry_after_seconds`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`meta_error`: Meta refused; `retryable`, `meta_error.code` and the detail say what to do", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/phone-numbers/{id}/register")]
+pub async fn register_phone_number(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<PhoneNumber>, ApiError> {
+    let record = registration::register(&state, &caller, &id.to_string()).await?;
+    Ok(web::Json(record.into()))
+}
+
+/// The number's registration ledger: every register call made to Meta, newest first.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "list_registration_attempts",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "Our id of the number"), HistoryQuery),
+    responses(
+        (status = 200, description = "One page of attempts", body = RegistrationAttemptList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/phone-numbers/{id}/registration-attempts")]
+pub async fn list_registration_attempts(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    id: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> Result<web::Json<RegistrationAttemptList>, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let (rows, next_cursor) =
+        service::registration_attempts(&state.db, &caller.workspace_id, &id.to_string(), page)
+            .await?;
+    Ok(web::Json(RegistrationAttemptList {
+        data: rows.into_iter().map(RegistrationAttempt::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// The number's quality-rating history, newest first.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "list_quality_events",
+    context_path = "/api/v1",
+    params(("id" = Uuid, Path, description = "Our id of the number"), HistoryQuery),
+    responses(
+        (status = 200, description = "One page of quality changes", body = QualityEventList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/phone-numbers/{id}/quality-events")]
+pub async fn list_quality_events(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    id: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> Result<web::Json<QualityEventList>, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let (rows, next_cursor) =
+        service::quality_events(&state.db, &caller.workspace_id, &id.to_string(), page).await?;
+    Ok(web::Json(QualityEventList {
+        data: rows.into_iter().map(QualityEvent::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Pull every connected account's numbers from Meta now.
+///
+/// New numbers appear, changed ones update, numbers gone from Meta get `removed_at`. Accounts that
+/// fail are listed in `failed_accounts`; when every account fails, the first error is returned.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "sync_phone_numbers",
+    context_path = "/api/v1",
+    responses(
+        (status = 200, description = "What changed", body = SyncResult),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`sync_in_progress` (the only account is being synced)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`meta_error`: every account failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/phone-numbers/sync")]
+pub async fn sync_phone_numbers(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+) -> Result<web::Json<SyncResult>, ApiError> {
+    let (counts, mut failed) = sync::sync_workspace(&state, &caller.workspace_id).await?;
+    let accounts = crate::service::accounts::list(&state, &caller.workspace_id)
+        .await?
+        .len();
+    if !failed.is_empty() && failed.len() == accounts {
+        return Err(failed.swap_remove(0).1);
+    }
+    Ok(web::Json(SyncResult::new(counts, failed)))
 }

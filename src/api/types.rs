@@ -4,11 +4,14 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::models::AuditEventRow;
+use crate::db::models::{AccountRow, AuditEventRow, QualityEventRow, RegistrationAttemptRow};
 use crate::domain::phone_number::RegistrationState;
 use crate::domain::responder::Responder;
+use crate::error::MetaErrorBody;
+use crate::service::accounts::AccountRecord;
 use crate::service::agents::AgentRecord;
 use crate::service::phone_numbers::NumberRecord;
+use crate::service::sync::SyncCounts;
 use crate::service::Ref;
 
 fn utc(at: NaiveDateTime) -> DateTime<Utc> {
@@ -225,5 +228,195 @@ impl From<AuditEventRow> for AuditEvent {
 pub struct AuditEventList {
     pub data: Vec<AuditEvent>,
     /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A connected WhatsApp Business Account (WABA). Its access token is write-only: never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhatsAppAccount {
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// Meta's WhatsApp Business Account id.
+    pub waba_id: String,
+    pub name: Option<String>,
+    /// `connected`, or `needs_reconnect` after Meta rejected the token (reconnect with a new one).
+    #[schema(example = "connected")]
+    pub status: String,
+    /// When the token expires; null for tokens that never do.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Why the last sync failed, in words for the user; null after a successful sync.
+    pub last_sync_error: Option<String>,
+    /// Numbers of this account (not counting removed ones).
+    pub phone_numbers: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<AccountRecord> for WhatsAppAccount {
+    fn from(record: AccountRecord) -> Self {
+        let row = record.row;
+        WhatsAppAccount {
+            id: row.id,
+            waba_id: row.waba_id,
+            name: row.name,
+            status: row.status,
+            token_expires_at: row.token_expires_at.map(utc),
+            last_synced_at: row.last_synced_at.map(utc),
+            last_sync_error: row.last_sync_error,
+            phone_numbers: record.phone_numbers,
+            created_at: utc(row.created_at),
+            updated_at: utc(row.updated_at),
+        }
+    }
+}
+
+/// The account just connected, with how its first sync went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectedAccount {
+    #[serde(flatten)]
+    pub account: WhatsAppAccount,
+    /// What the first sync changed; null when it failed (see `last_sync_error`).
+    pub sync: Option<SyncCounts>,
+}
+
+/// Connected accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhatsAppAccountList {
+    pub data: Vec<WhatsAppAccount>,
+    /// Always null: a workspace has few accounts.
+    pub next_cursor: Option<String>,
+}
+
+/// An account whose sync failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedSync {
+    #[schema(format = Uuid)]
+    pub whatsapp_account_id: String,
+    pub waba_id: String,
+    /// The error's stable code (`meta_error`, `sync_in_progress`, ...).
+    pub code: String,
+    pub detail: String,
+}
+
+/// What a sync changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncResult {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+    /// Accounts that could not be synced (the others were).
+    pub failed_accounts: Vec<FailedSync>,
+}
+
+impl SyncResult {
+    pub fn new(counts: SyncCounts, failed: Vec<(AccountRow, crate::error::ApiError)>) -> Self {
+        SyncResult {
+            added: counts.added,
+            updated: counts.updated,
+            removed: counts.removed,
+            failed_accounts: failed
+                .into_iter()
+                .map(|(account, err)| FailedSync {
+                    whatsapp_account_id: account.id,
+                    waba_id: account.waba_id,
+                    code: err.code().to_owned(),
+                    detail: err.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the SPA needs to open Meta's Embedded Signup popup. Never a secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupConfig {
+    /// Meta app id for `FB.init`; null in sandbox mode.
+    pub app_id: Option<String>,
+    /// Embedded Signup configuration id for `FB.login({config_id})`; null when not configured.
+    pub config_id: Option<String>,
+    /// Graph API version for `FB.init({version})`.
+    pub graph_version: String,
+    /// `graph`, or `sandbox` (no Meta app: connect with any code or token; the sandbox answers).
+    pub mode: &'static str,
+}
+
+/// One register call made to Meta.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationAttempt {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub attempted_at: DateTime<Utc>,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// The token's `sub` of whoever clicked Register.
+    pub actor: String,
+    /// Meta's error, when the call failed with one.
+    pub meta_error: Option<MetaErrorBody>,
+    /// The failure's text when Meta gave no error (timeout, unreachable).
+    pub error: Option<String>,
+}
+
+impl From<RegistrationAttemptRow> for RegistrationAttempt {
+    fn from(row: RegistrationAttemptRow) -> Self {
+        let meta_error = row.meta_code.map(|code| MetaErrorBody {
+            code,
+            subcode: row.meta_subcode,
+            message: row.meta_message.clone().unwrap_or_default(),
+            fbtrace_id: row.fbtrace_id.clone(),
+        });
+        RegistrationAttempt {
+            id: row.id,
+            attempted_at: utc(row.created_at),
+            outcome: row.outcome,
+            actor: row.actor,
+            error: if meta_error.is_none() {
+                row.meta_message
+            } else {
+                None
+            },
+            meta_error,
+        }
+    }
+}
+
+/// A page of registration attempts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationAttemptList {
+    pub data: Vec<RegistrationAttempt>,
+    pub next_cursor: Option<String>,
+}
+
+/// A change of a number's quality rating.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityEvent {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub old_rating: Option<String>,
+    pub new_rating: String,
+    /// `sync`, `registration` or `webhook`.
+    pub source: String,
+    /// Meta's event name when a webhook gave one.
+    pub event: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<QualityEventRow> for QualityEvent {
+    fn from(row: QualityEventRow) -> Self {
+        QualityEvent {
+            id: row.id,
+            old_rating: row.old_rating,
+            new_rating: row.new_rating,
+            source: row.source,
+            event: row.event,
+            created_at: utc(row.created_at),
+        }
+    }
+}
+
+/// A page of quality events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityEventList {
+    pub data: Vec<QualityEvent>,
     pub next_cursor: Option<String>,
 }

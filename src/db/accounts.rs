@@ -1,22 +1,160 @@
 //! Connected WhatsApp Business Accounts (WABAs).
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::AccountRow;
-use super::schema::whatsapp_accounts;
+use super::schema::whatsapp_accounts as accounts;
 use super::DbConnection;
 
 pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> QueryResult<usize> {
-    diesel::insert_into(whatsapp_accounts::table)
+    diesel::insert_into(accounts::table)
         .values(row)
         .execute(conn)
 }
 
 pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Option<AccountRow>> {
-    whatsapp_accounts::table
-        .filter(whatsapp_accounts::workspace_id.eq(workspace))
-        .filter(whatsapp_accounts::id.eq(id))
+    accounts::table
+        .filter(accounts::workspace_id.eq(workspace))
+        .filter(accounts::id.eq(id))
         .select(AccountRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// The account holding `waba_id`, in whichever workspace (a WABA is connected to one workspace only).
+pub fn by_waba(conn: &mut DbConnection, waba_id: &str) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .filter(accounts::waba_id.eq(waba_id))
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The workspace's accounts, oldest first.
+pub fn list(conn: &mut DbConnection, workspace: &str) -> QueryResult<Vec<AccountRow>> {
+    accounts::table
+        .filter(accounts::workspace_id.eq(workspace))
+        .order((accounts::created_at.asc(), accounts::id.asc()))
+        .select(AccountRow::as_select())
+        .load(conn)
+}
+
+/// Replaces the token of a re-connected account and marks it connected.
+pub fn replace_token(
+    conn: &mut DbConnection,
+    id: &str,
+    token_enc: &str,
+    expires_at: Option<NaiveDateTime>,
+    name: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(accounts::table.filter(accounts::id.eq(id)))
+        .set((
+            accounts::access_token_enc.eq(token_enc),
+            accounts::token_expires_at.eq(expires_at),
+            accounts::name.eq(name),
+            accounts::status.eq("connected"),
+            accounts::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Takes the account's sync lease unless another sync holds it; true when taken.
+pub fn claim_sync(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let taken = diesel::update(
+        accounts::table.filter(accounts::id.eq(id)).filter(
+            accounts::sync_lease_until
+                .is_null()
+                .or(accounts::sync_lease_until.lt(now)),
+        ),
+    )
+    .set(accounts::sync_lease_until.eq(until))
+    .execute(conn)?;
+    Ok(taken == 1)
+}
+
+/// Records how a sync ended and releases the lease. `status` becomes `needs_reconnect` when Meta
+/// rejected the token.
+pub fn finish_sync(
+    conn: &mut DbConnection,
+    id: &str,
+    error: Option<&str>,
+    status: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let synced_at = if error.is_none() { Some(now) } else { None };
+    let query = diesel::update(accounts::table.filter(accounts::id.eq(id)));
+    match synced_at {
+        Some(at) => query
+            .set((
+                accounts::last_synced_at.eq(at),
+                accounts::last_sync_error.eq(None::<String>),
+                accounts::status.eq(status),
+                accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+                accounts::updated_at.eq(now),
+            ))
+            .execute(conn),
+        None => query
+            .set((
+                accounts::last_sync_error.eq(error),
+                accounts::status.eq(status),
+                accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+                accounts::updated_at.eq(now),
+            ))
+            .execute(conn),
+    }
+}
+
+/// Marks the account as needing reconnection (Meta rejected its token).
+pub fn mark_needs_reconnect(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(accounts::table.filter(accounts::id.eq(id)))
+        .set((
+            accounts::status.eq("needs_reconnect"),
+            accounts::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Connected accounts neither synced nor tried since `before`, for the background sync
+/// (a failing account is retried once per interval, not on every tick).
+pub fn due_for_sync(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+) -> QueryResult<Vec<AccountRow>> {
+    accounts::table
+        .filter(accounts::status.eq("connected"))
+        .filter(
+            accounts::last_synced_at
+                .is_null()
+                .or(accounts::last_synced_at.lt(before)),
+        )
+        .filter(accounts::updated_at.lt(before))
+        .order(accounts::last_synced_at.asc())
+        .select(AccountRow::as_select())
+        .load(conn)
+}
+
+/// Numbers (not removed) per account of the workspace.
+pub fn number_counts(
+    conn: &mut DbConnection,
+    workspace: &str,
+) -> QueryResult<std::collections::HashMap<String, i64>> {
+    use super::schema::phone_numbers as numbers;
+    let rows: Vec<(String, i64)> = numbers::table
+        .filter(numbers::workspace_id.eq(workspace))
+        .filter(numbers::removed_at.is_null())
+        .group_by(numbers::whatsapp_account_id)
+        .select((numbers::whatsapp_account_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
 }

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod audit;
 pub mod models;
 pub mod phone_numbers;
+pub mod registration;
 pub mod schema;
 pub mod workspaces;
 

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::models::PhoneNumberRow;
+use super::models::{MetaFields, PhoneNumberRow};
 use super::schema::{phone_numbers, registration_attempts};
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
@@ -201,4 +201,137 @@ pub fn insert(conn: &mut DbConnection, row: &PhoneNumberRow) -> QueryResult<usiz
     diesel::insert_into(phone_numbers::table)
         .values(row)
         .execute(conn)
+}
+
+/// Every number of an account, removed ones included.
+pub fn for_account(conn: &mut DbConnection, account_id: &str) -> QueryResult<Vec<PhoneNumberRow>> {
+    phone_numbers::table
+        .filter(phone_numbers::whatsapp_account_id.eq(account_id))
+        .select(PhoneNumberRow::as_select())
+        .load(conn)
+}
+
+/// Numbers with the given Meta ids, in any account (a number can move between WABAs).
+pub fn by_meta_ids(
+    conn: &mut DbConnection,
+    meta_ids: &[String],
+) -> QueryResult<Vec<PhoneNumberRow>> {
+    if meta_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    phone_numbers::table
+        .filter(phone_numbers::phone_number_id.eq_any(meta_ids))
+        .select(PhoneNumberRow::as_select())
+        .load(conn)
+}
+
+/// Stores what Meta says about the number; also moves it to `account_id` and un-removes it.
+pub fn update_from_meta(
+    conn: &mut DbConnection,
+    id: &str,
+    account_id: &str,
+    fields: &MetaFields,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
+        .set((
+            fields,
+            phone_numbers::whatsapp_account_id.eq(account_id),
+            phone_numbers::removed_at.eq(None::<NaiveDateTime>),
+            phone_numbers::last_synced_at.eq(now),
+            phone_numbers::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Marks numbers as seen by a sync without other changes.
+pub fn touch_synced(
+    conn: &mut DbConnection,
+    ids: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq_any(ids)))
+        .set(phone_numbers::last_synced_at.eq(now))
+        .execute(conn)
+}
+
+/// Marks numbers gone from Meta as removed; their rows, history and audit trail stay.
+pub fn mark_removed(
+    conn: &mut DbConnection,
+    ids: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq_any(ids)))
+        .set((
+            phone_numbers::removed_at.eq(now),
+            phone_numbers::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Takes the number's registration lease unless an attempt holds it; true when taken.
+/// A single conditional UPDATE, so two processes cannot both take it.
+pub fn claim_registration(
+    conn: &mut DbConnection,
+    workspace: &str,
+    id: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let taken = diesel::update(
+        phone_numbers::table
+            .filter(phone_numbers::workspace_id.eq(workspace))
+            .filter(phone_numbers::id.eq(id))
+            .filter(
+                phone_numbers::registration_lease_until
+                    .is_null()
+                    .or(phone_numbers::registration_lease_until.lt(now)),
+            ),
+    )
+    .set((
+        phone_numbers::registration_lease_until.eq(until),
+        phone_numbers::registration_last_attempt_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(taken == 1)
+}
+
+/// Ends an attempt: records its outcome and releases the lease.
+pub fn finish_registration(
+    conn: &mut DbConnection,
+    id: &str,
+    state: &str,
+    last_error: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
+        .set((
+            phone_numbers::registration_state.eq(state),
+            phone_numbers::registration_last_error.eq(last_error),
+            phone_numbers::registration_lease_until.eq(None::<NaiveDateTime>),
+            phone_numbers::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Stores the number's PIN unless it already has one; returns the stored (encrypted) PIN.
+pub fn ensure_pin(conn: &mut DbConnection, id: &str, new_pin_enc: &str) -> QueryResult<String> {
+    diesel::update(
+        phone_numbers::table
+            .filter(phone_numbers::id.eq(id))
+            .filter(phone_numbers::pin_enc.is_null()),
+    )
+    .set(phone_numbers::pin_enc.eq(new_pin_enc))
+    .execute(conn)?;
+    phone_numbers::table
+        .filter(phone_numbers::id.eq(id))
+        .select(phone_numbers::pin_enc)
+        .first::<Option<String>>(conn)?
+        .ok_or(diesel::result::Error::NotFound)
 }

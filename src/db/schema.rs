@@ -15,9 +15,11 @@ diesel::table! {
         waba_id -> Text,
         name -> Nullable<Text>,
         access_token_enc -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
         status -> Text,
         last_synced_at -> Nullable<Timestamp>,
         last_sync_error -> Nullable<Text>,
+        sync_lease_until -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

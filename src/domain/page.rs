@@ -58,6 +58,28 @@ impl PageRequest {
         Ok(PageRequest { limit, after })
     }
 
+    /// For lists newest first: the cursor's key read as the RFC 3339 time of the last row shown.
+    pub fn time_after(&self) -> Result<Option<(chrono::NaiveDateTime, String)>, RuleError> {
+        match &self.after {
+            None => Ok(None),
+            Some(cursor) => chrono::DateTime::parse_from_rfc3339(&cursor.key)
+                .map(|at| Some((at.naive_utc(), cursor.id.clone())))
+                .map_err(|_| {
+                    RuleError::Invalid("`cursor` is not a cursor this API returned".into())
+                }),
+        }
+    }
+
+    /// The cursor of a row in a newest-first list.
+    pub fn time_cursor(at: chrono::NaiveDateTime, id: &str) -> Cursor {
+        Cursor {
+            key: at
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            id: id.to_owned(),
+        }
+    }
+
     /// Rows to fetch: one more than the page, to learn whether another page follows.
     pub fn fetch_limit(&self) -> i64 {
         self.limit + 1

@@ -242,7 +242,10 @@ pub async fn delete(db: &Db, caller: &Principal, id: &str) -> Result<(), ApiErro
                 let detail = serde_json::json!({
                     "previous_agent_id": id, "display_phone_number": display, "reason": "agent_deleted",
                 });
-                audit::insert(conn, &audit_row(&caller, "inbound_agent.cleared", Some(&number_id), Some(&id), detail))?;
+                audit::insert(
+                    conn,
+                    &audit_row(&caller, "inbound_agent.cleared", Some(&number_id), Some(&id), detail),
+                )?;
             }
             agents::delete(conn, ws, &id)?;
             let detail = serde_json::json!({

@@ -3,8 +3,7 @@
 use crate::db::audit::{self, AuditFilter};
 use crate::db::models::AuditEventRow;
 use crate::db::Db;
-use crate::domain::page::{Cursor, PageRequest};
-use crate::domain::RuleError;
+use crate::domain::page::PageRequest;
 use crate::error::ApiError;
 
 /// Newest first.
@@ -14,22 +13,11 @@ pub async fn list(
     filter: AuditFilter,
     page: PageRequest,
 ) -> Result<(Vec<AuditEventRow>, Option<String>), ApiError> {
-    let after = match &page.after {
-        Some(cursor) => {
-            let at = chrono::DateTime::parse_from_rfc3339(&cursor.key).map_err(|_| {
-                RuleError::Invalid("`cursor` is not a cursor this API returned".into())
-            })?;
-            Some((at.naive_utc(), cursor.id.clone()))
-        }
-        None => None,
-    };
+    let after = page.time_after()?;
     let workspace = workspace.to_owned();
     db.run(move |conn| {
         let rows = audit::list(conn, &workspace, &filter, after, &page)?;
-        Ok(page.finish(rows, |r| Cursor {
-            key: r.created_at.and_utc().to_rfc3339(),
-            id: r.id.clone(),
-        }))
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
     })
     .await
 }

@@ -1,9 +1,12 @@
 //! Use cases: each runs the rules of `domain` against rows from `db`, in one transaction where it
 //! writes, on the blocking pool. Handlers call these and only translate HTTP.
 
+pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod phone_numbers;
+pub mod registration;
+pub mod sync;
 
 use crate::auth::Principal;
 use crate::db::models::AuditEventRow;

@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 
 use super::{audit_row, Ref};
 use crate::auth::Principal;
-use crate::db::models::PhoneNumberRow;
-use crate::db::{self, agents, audit, phone_numbers as numbers, write_tx, Db};
+use crate::db::models::{PhoneNumberRow, QualityEventRow, RegistrationAttemptRow};
+use crate::db::{self, agents, audit, phone_numbers as numbers, registration, write_tx, Db};
 use crate::domain::page::{Cursor, PageRequest};
 use crate::domain::phone_number::{NumberFacts, PhoneNumberFilter, RegistrationState};
 use crate::error::ApiError;
@@ -165,6 +165,40 @@ pub async fn assign_inbound_agent(
             audit::insert(conn, &audit_row(&caller, action, Some(&number_id), agent_ref, detail))?;
             load(conn, ws, &number_id)
         })
+    })
+    .await
+}
+
+/// The number's registration ledger, newest first.
+pub async fn registration_attempts(
+    db: &Db,
+    workspace: &str,
+    id: &str,
+    page: PageRequest,
+) -> Result<(Vec<RegistrationAttemptRow>, Option<String>), ApiError> {
+    let after = page.time_after()?;
+    let (workspace, id) = (workspace.to_owned(), id.to_owned());
+    db.run(move |conn| {
+        load(conn, &workspace, &id)?;
+        let rows = registration::list_attempts(conn, &workspace, &id, after, &page)?;
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
+    })
+    .await
+}
+
+/// The number's quality-rating history, newest first.
+pub async fn quality_events(
+    db: &Db,
+    workspace: &str,
+    id: &str,
+    page: PageRequest,
+) -> Result<(Vec<QualityEventRow>, Option<String>), ApiError> {
+    let after = page.time_after()?;
+    let (workspace, id) = (workspace.to_owned(), id.to_owned());
+    db.run(move |conn| {
+        load(conn, &workspace, &id)?;
+        let rows = registration::list_quality_events(conn, &workspace, &id, after, &page)?;
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
     })
     .await
 }

@@ -74,3 +74,31 @@ async fn the_server_serves_the_document_and_swagger_ui() {
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.editor("ws");
+    let spec: serde_json::Value = serde_json::from_str(&document()).unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let url = path.replace("{id}", &id);
+            let response = app
+                .request(
+                    method.clone(),
+                    &url,
+                    Some(&token),
+                    Some(serde_json::json!({})),
+                )
+                .await;
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert!(
+                !body.contains("\"code\":\"not_found\""),
+                "{method} {path} is documented but not routed ({status})"
+            );
+        }
+    }
+}

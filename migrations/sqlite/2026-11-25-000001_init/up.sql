@@ -12,9 +12,11 @@ CREATE TABLE whatsapp_accounts (
     waba_id             TEXT NOT NULL UNIQUE,
     name                TEXT,
     access_token_enc    TEXT,
+    token_expires_at    TIMESTAMP,
     status              TEXT NOT NULL DEFAULT 'connected',
     last_synced_at      TIMESTAMP,
     last_sync_error     TEXT,
+    sync_lease_until    TIMESTAMP,
     created_at          TIMESTAMP NOT NULL,
     updated_at          TIMESTAMP NOT NULL
 );

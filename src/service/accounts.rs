@@ -1,0 +1,234 @@
+//! Connecting WhatsApp Business Accounts: Embedded Signup's code, or a system-user token.
+
+use super::sync::{sync_account, SyncCounts};
+use crate::auth::Principal;
+use crate::db::models::AccountRow;
+use crate::db::{self, accounts, write_tx};
+use crate::domain::RuleError;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How the client proves access to a WABA.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Embedded Signup finished in the browser: exchange the code (30-second TTL) for a business token.
+    SignupCode {
+        code: String,
+        waba_id: Option<String>,
+    },
+    /// A system-user access token for the WABA.
+    SystemUserToken {
+        waba_id: String,
+        access_token: String,
+    },
+}
+
+/// An account with its number count.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub row: AccountRow,
+    pub phone_numbers: i64,
+}
+
+/// The result of connecting: the account, whether it is new, and how its first sync went.
+#[derive(Debug)]
+pub struct Connected {
+    pub account: AccountRecord,
+    pub created: bool,
+    pub sync: Option<SyncCounts>,
+}
+
+/// Meta's ids are short alphanumeric strings.
+pub fn validate_waba_id(waba_id: &str) -> Result<String, RuleError> {
+    let id = waba_id.trim();
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(id.to_owned())
+    } else {
+        Err(RuleError::Invalid(
+            "`waba_id` must be the WhatsApp Business Account id Meta gave".into(),
+        ))
+    }
+}
+
+fn connected_elsewhere() -> ApiError {
+    ApiError::Conflict {
+        code: "account_connected_elsewhere",
+        detail:
+            "This WhatsApp Business Account is connected to another workspace. Disconnect it there first; \
+                 accounts are never shared or moved silently."
+                .into(),
+    }
+}
+
+async fn owner_of(state: &AppState, waba_id: &str) -> Result<Option<AccountRow>, ApiError> {
+    let waba_id = waba_id.to_owned();
+    state
+        .db
+        .run(move |conn| Ok(accounts::by_waba(conn, &waba_id)?))
+        .await
+}
+
+/// Connects (or re-connects) a WABA to the caller's workspace, subscribes our app to its webhooks,
+/// and syncs its numbers. A WABA of another workspace is refused with 409.
+pub async fn connect(
+    state: &AppState,
+    caller: &Principal,
+    credentials: Credentials,
+) -> Result<Connected, ApiError> {
+    let ws = caller.workspace_id.clone();
+    // Refuse early when the WABA is known to belong elsewhere, before any call to Meta.
+    let given_waba = match &credentials {
+        Credentials::SignupCode { waba_id, .. } => waba_id.clone(),
+        Credentials::SystemUserToken { waba_id, .. } => Some(waba_id.clone()),
+    };
+    if let Some(waba) = &given_waba {
+        if owner_of(state, waba)
+            .await?
+            .is_some_and(|a| a.workspace_id != ws)
+        {
+            return Err(connected_elsewhere());
+        }
+    }
+    let (token, waba_id, expires_at) = match credentials {
+        Credentials::SignupCode { code, waba_id } => {
+            let token = state
+                .meta
+                .exchange_code(&code)
+                .await
+                .map_err(ApiError::Meta)?;
+            let info = state
+                .meta
+                .inspect_token(&token)
+                .await
+                .map_err(ApiError::Meta)?;
+            let waba_id = match waba_id {
+                Some(id) => id,
+                None => info.waba_ids.first().cloned().ok_or_else(|| {
+                    ApiError::Validation(
+                        "The signup granted no WhatsApp Business Account; pass `waba_id`.".into(),
+                    )
+                })?,
+            };
+            let expires = info
+                .expires_at
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|t| t.naive_utc());
+            (token, waba_id, expires)
+        }
+        Credentials::SystemUserToken {
+            waba_id,
+            access_token,
+        } => (access_token, waba_id, None),
+    };
+    let name = state
+        .meta
+        .get_waba_name(&token, &waba_id)
+        .await
+        .map_err(ApiError::Meta)?;
+    // Without this subscription Meta sends no webhooks for the WABA, silently.
+    state
+        .meta
+        .subscribe_app(&token, &waba_id)
+        .await
+        .map_err(ApiError::Meta)?;
+
+    let token_enc = state.secrets.encrypt(&token);
+    let (account, created) = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let now = db::now();
+                match accounts::by_waba(conn, &waba_id)? {
+                    Some(existing) if existing.workspace_id != ws => Err(connected_elsewhere()),
+                    Some(existing) => {
+                        accounts::replace_token(
+                            conn,
+                            &existing.id,
+                            &token_enc,
+                            expires_at,
+                            name.as_deref(),
+                            now,
+                        )?;
+                        let row = accounts::get(conn, &ws, &existing.id)?
+                            .ok_or_else(|| ApiError::Internal("account vanished".into()))?;
+                        Ok((row, false))
+                    }
+                    None => {
+                        let row = AccountRow {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            workspace_id: ws.clone(),
+                            waba_id: waba_id.clone(),
+                            name: name.clone(),
+                            access_token_enc: Some(token_enc.clone()),
+                            token_expires_at: expires_at,
+                            status: "connected".into(),
+                            last_synced_at: None,
+                            last_sync_error: None,
+                            sync_lease_until: None,
+                            created_at: now,
+                            updated_at: now,
+                        };
+                        accounts::insert(conn, &row).map_err(|e| {
+                            if db::is_unique_violation(&e) {
+                                connected_elsewhere()
+                            } else {
+                                e.into()
+                            }
+                        })?;
+                        Ok((row, true))
+                    }
+                }
+            })
+        })
+        .await?;
+    let sync = sync_account(state, &account).await.ok();
+    let record = get(state, &caller.workspace_id, &account.id).await?;
+    Ok(Connected {
+        account: record,
+        created,
+        sync,
+    })
+}
+
+/// The workspace's accounts.
+pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<AccountRecord>, ApiError> {
+    let ws = workspace.to_owned();
+    state
+        .db
+        .run(move |conn| {
+            let counts = accounts::number_counts(conn, &ws)?;
+            Ok(accounts::list(conn, &ws)?
+                .into_iter()
+                .map(|row| AccountRecord {
+                    phone_numbers: counts.get(&row.id).copied().unwrap_or(0),
+                    row,
+                })
+                .collect())
+        })
+        .await
+}
+
+/// One account, or 404 `account_not_found`.
+pub async fn get(state: &AppState, workspace: &str, id: &str) -> Result<AccountRecord, ApiError> {
+    list(state, workspace)
+        .await?
+        .into_iter()
+        .find(|a| a.row.id == id)
+        .ok_or_else(|| ApiError::not_found("account_not_found", "WhatsApp account"))
+}
+
+/// Syncs one account of the workspace now.
+pub async fn sync_one(
+    state: &AppState,
+    workspace: &str,
+    id: &str,
+) -> Result<(AccountRecord, SyncCounts), ApiError> {
+    let account = get(state, workspace, id).await?;
+    let counts = sync_account(state, &account.row).await?;
+    Ok((get(state, workspace, id).await?, counts))
+}

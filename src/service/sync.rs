@@ -1,0 +1,337 @@
+//! Keeping numbers in step with Meta: every page of a WABA's numbers, new ones added, changed ones
+//! updated (quality changes recorded), missing ones marked removed. One account's failure never
+//! touches another's.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{NaiveDateTime, TimeDelta};
+
+use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow};
+use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx, DbConnection};
+use crate::domain::phone_number::normalize_quality_rating;
+use crate::domain::{digits, search_key};
+use crate::error::ApiError;
+use crate::meta::{MetaError, MetaPhoneNumber};
+use crate::state::AppState;
+
+/// How long one sync may hold an account before another may start.
+const SYNC_LEASE: TimeDelta = TimeDelta::minutes(5);
+/// Guard against a Meta that keeps answering with a next page.
+const MAX_PAGES: usize = 500;
+
+/// What a sync changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SyncCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+}
+
+impl std::ops::AddAssign for SyncCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.added += other.added;
+        self.updated += other.updated;
+        self.removed += other.removed;
+    }
+}
+
+/// The stored form of what Meta says; `previous` supplies what Meta left out.
+pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) -> MetaFields {
+    let keep = |new: &Option<String>, old: Option<&Option<String>>| {
+        new.clone().or_else(|| old.cloned().flatten())
+    };
+    MetaFields {
+        display_phone_number: meta.display_phone_number.clone(),
+        display_digits: digits(&meta.display_phone_number),
+        verified_name: keep(&meta.verified_name, previous.map(|p| &p.verified_name)),
+        verified_name_key: search_key(
+            meta.verified_name
+                .as_deref()
+                .or(previous.and_then(|p| p.verified_name.as_deref()))
+                .unwrap_or_default(),
+        ),
+        platform_type: meta
+            .platform_type
+            .clone()
+            .or_else(|| previous.map(|p| p.platform_type.clone()))
+            .unwrap_or_else(|| "NOT_APPLICABLE".into()),
+        quality_rating: match (&meta.quality_rating, previous) {
+            (None, Some(p)) => p.quality_rating.clone(),
+            (rating, _) => normalize_quality_rating(rating.as_deref()).to_owned(),
+        },
+        status: keep(&meta.status, previous.map(|p| &p.status)),
+        code_verification_status: keep(
+            &meta.code_verification_status,
+            previous.map(|p| &p.code_verification_status),
+        ),
+        name_status: keep(&meta.name_status, previous.map(|p| &p.name_status)),
+        messaging_limit: keep(&meta.messaging_limit, previous.map(|p| &p.messaging_limit)),
+        throughput_level: keep(
+            &meta.throughput_level,
+            previous.map(|p| &p.throughput_level),
+        ),
+        account_mode: keep(&meta.account_mode, previous.map(|p| &p.account_mode)),
+        is_on_biz_app: meta.is_on_biz_app,
+    }
+}
+
+/// Stores Meta's view of an existing number; records a quality event when the rating changed.
+/// Returns whether anything changed.
+pub fn apply_to_row(
+    conn: &mut DbConnection,
+    row: &PhoneNumberRow,
+    account_id: &str,
+    fields: &MetaFields,
+    source: &str,
+    now: NaiveDateTime,
+) -> Result<bool, ApiError> {
+    let changed = MetaFields::of(row) != *fields
+        || row.removed_at.is_some()
+        || row.whatsapp_account_id != account_id;
+    if !changed {
+        return Ok(false);
+    }
+    numbers::update_from_meta(conn, &row.id, account_id, fields, now)?;
+    if row.quality_rating != fields.quality_rating {
+        registration::insert_quality_event(
+            conn,
+            &QualityEventRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                workspace_id: row.workspace_id.clone(),
+                phone_number_id: row.id.clone(),
+                old_rating: Some(row.quality_rating.clone()),
+                new_rating: fields.quality_rating.clone(),
+                source: source.to_owned(),
+                event: None,
+                created_at: now,
+            },
+        )?;
+    }
+    Ok(true)
+}
+
+/// Reads every page of the account's numbers from Meta.
+async fn fetch_all(
+    state: &AppState,
+    token: &str,
+    waba_id: &str,
+) -> Result<Vec<MetaPhoneNumber>, MetaError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    let mut seen_cursors = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let page = state
+            .meta
+            .list_phone_numbers(token, waba_id, after.as_deref())
+            .await?;
+        all.extend(page.numbers);
+        match page.after {
+            Some(cursor) if seen_cursors.insert(cursor.clone()) => after = Some(cursor),
+            Some(_) => {
+                return Err(MetaError::Unexpected(
+                    "Meta repeated a paging cursor".into(),
+                ))
+            }
+            None => return Ok(all),
+        }
+    }
+    Err(MetaError::Unexpected(format!(
+        "more than {MAX_PAGES} pages of phone numbers"
+    )))
+}
+
+/// Syncs one account. Errors are recorded on the account (`last_sync_error`, and
+/// `needs_reconnect` when Meta rejected the token) and returned.
+pub async fn sync_account(state: &AppState, account: &AccountRow) -> Result<SyncCounts, ApiError> {
+    let id = account.id.clone();
+    let claimed = state
+        .db
+        .run(move |conn| {
+            let now = db::now();
+            Ok(accounts::claim_sync(conn, &id, now, now + SYNC_LEASE)?)
+        })
+        .await?;
+    if !claimed {
+        return Err(ApiError::Conflict {
+            code: "sync_in_progress",
+            detail:
+                "This account is being synced right now; its numbers will be current in a moment."
+                    .into(),
+        });
+    }
+    let result = fetch_and_apply(state, account).await;
+    let (error, status) = match &result {
+        Ok(_) => (None, "connected"),
+        Err(ApiError::Meta(err)) if err.is_token_rejected() => {
+            (Some(err.user_sentence()), "needs_reconnect")
+        }
+        Err(err) => (Some(err.to_string()), account.status.as_str()),
+    };
+    let (id, status) = (account.id.clone(), status.to_owned());
+    state
+        .db
+        .run(move |conn| {
+            Ok(accounts::finish_sync(
+                conn,
+                &id,
+                error.as_deref(),
+                &status,
+                db::now(),
+            )?)
+        })
+        .await?;
+    if let Err(err) = &result {
+        tracing::warn!(account = %account.id, waba = %account.waba_id, error = %err, "sync failed");
+    }
+    result
+}
+
+async fn fetch_and_apply(state: &AppState, account: &AccountRow) -> Result<SyncCounts, ApiError> {
+    let token_enc = account
+        .access_token_enc
+        .as_deref()
+        .ok_or_else(|| ApiError::Conflict {
+            code: "account_needs_reconnect",
+            detail: "This WhatsApp account has no access token; reconnect it.".into(),
+        })?;
+    let token = state
+        .secrets
+        .decrypt(token_enc)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let from_meta = fetch_all(state, &token, &account.waba_id)
+        .await
+        .map_err(ApiError::Meta)?;
+    let account = account.clone();
+    state
+        .db
+        .run(move |conn| write_tx(conn, |conn| apply(conn, &account, &from_meta)))
+        .await
+}
+
+fn apply(
+    conn: &mut DbConnection,
+    account: &AccountRow,
+    from_meta: &[MetaPhoneNumber],
+) -> Result<SyncCounts, ApiError> {
+    let now = db::now();
+    let mut counts = SyncCounts::default();
+    let meta_ids: Vec<String> = from_meta.iter().map(|n| n.id.clone()).collect();
+    let known: HashMap<String, PhoneNumberRow> = numbers::by_meta_ids(conn, &meta_ids)?
+        .into_iter()
+        .map(|r| (r.phone_number_id.clone(), r))
+        .collect();
+    let mut unchanged = Vec::new();
+    let mut seen = HashSet::new();
+    for meta in from_meta {
+        if !seen.insert(meta.id.clone()) {
+            continue;
+        }
+        match known.get(&meta.id) {
+            Some(row) if row.workspace_id != account.workspace_id => {
+                tracing::warn!(phone_number_id = %meta.id, "number belongs to another workspace's account; skipped");
+            }
+            Some(row) => {
+                let fields = meta_fields(meta, Some(row));
+                if apply_to_row(conn, row, &account.id, &fields, "sync", now)? {
+                    counts.updated += 1;
+                } else {
+                    unchanged.push(row.id.clone());
+                }
+            }
+            None => {
+                numbers::insert(conn, &new_row(account, meta, now))?;
+                counts.added += 1;
+            }
+        }
+    }
+    numbers::touch_synced(conn, &unchanged, now)?;
+    let gone: Vec<String> = numbers::for_account(conn, &account.id)?
+        .into_iter()
+        .filter(|r| r.removed_at.is_none() && !seen.contains(&r.phone_number_id))
+        .map(|r| r.id)
+        .collect();
+    counts.removed = numbers::mark_removed(conn, &gone, now)? as u64;
+    Ok(counts)
+}
+
+fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> PhoneNumberRow {
+    let f = meta_fields(meta, None);
+    PhoneNumberRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        workspace_id: account.workspace_id.clone(),
+        whatsapp_account_id: account.id.clone(),
+        phone_number_id: meta.id.clone(),
+        display_phone_number: f.display_phone_number,
+        display_digits: f.display_digits,
+        verified_name: f.verified_name,
+        verified_name_key: f.verified_name_key,
+        platform_type: f.platform_type,
+        quality_rating: f.quality_rating,
+        status: f.status,
+        code_verification_status: f.code_verification_status,
+        name_status: f.name_status,
+        messaging_limit: f.messaging_limit,
+        throughput_level: f.throughput_level,
+        account_mode: f.account_mode,
+        is_on_biz_app: f.is_on_biz_app,
+        inbound_agent_id: None,
+        registration_state: "not_registered".into(),
+        registration_last_error: None,
+        registration_last_attempt_at: None,
+        registration_lease_until: None,
+        pin_enc: None,
+        last_synced_at: Some(now),
+        removed_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Syncs every account of the workspace; one account's failure does not stop the others.
+pub async fn sync_workspace(
+    state: &AppState,
+    workspace: &str,
+) -> Result<(SyncCounts, Vec<(AccountRow, ApiError)>), ApiError> {
+    let ws = workspace.to_owned();
+    let accounts = state
+        .db
+        .run(move |conn| Ok(accounts::list(conn, &ws)?))
+        .await?;
+    let mut total = SyncCounts::default();
+    let mut failures = Vec::new();
+    for account in accounts {
+        match sync_account(state, &account).await {
+            Ok(counts) => total += counts,
+            Err(err) => failures.push((account, err)),
+        }
+    }
+    Ok((total, failures))
+}
+
+/// Syncs, forever, every connected account not synced within `interval`.
+pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
+    loop {
+        ticker.tick().await;
+        let before = db::now() - TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
+        let due = match state
+            .db
+            .run(move |conn| Ok(accounts::due_for_sync(conn, before)?))
+            .await
+        {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "background sync could not list accounts");
+                continue;
+            }
+        };
+        for account in due {
+            match sync_account(&state, &account).await {
+                Ok(counts) => tracing::info!(waba = %account.waba_id, ?counts, "background sync"),
+                Err(err) => {
+                    tracing::debug!(waba = %account.waba_id, error = %err, "background sync failed")
+                }
+            }
+        }
+    }
+}
