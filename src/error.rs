@@ -94,12 +94,28 @@ impl ApiError {
 
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
-        Problem::new(
+        let mut problem = Problem::new(
             self.status_code(),
             self.code(),
             self.title(),
             self.to_string(),
-        )
+        );
+        match self {
+            ApiError::Meta(err) => {
+                problem.retryable = Some(err.retryable());
+                problem.retry_after_seconds = err.retry_after_seconds();
+                problem.meta_error = MetaErrorBody::of(err);
+            }
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => {
+                problem.retryable = Some(true);
+                problem.retry_after_seconds = *retry_after_seconds;
+            }
+            _ => {}
+        }
+        problem
     }
 }
 

@@ -5,7 +5,7 @@ use diesel::Connection;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use whatsapp_numbers::auth::TokenKeys;
-use whatsapp_numbers::config::Settings;
+use whatsapp_numbers::config::{MetaApp, Settings};
 use whatsapp_numbers::crypto::SecretBox;
 use whatsapp_numbers::db::models::{AccountRow, PhoneNumberRow};
 use whatsapp_numbers::db::{self, DbUrl};
@@ -76,8 +76,30 @@ impl Drop for TestDatabase {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// An app whose Meta is the Graph client pointed at `meta` (a server answering like Meta).
+pub async fn spawn_app_with_meta(meta: &wiremock::MockServer) -> TestApp {
+    let uri = meta.uri();
+    spawn_app_with(move |settings| {
+        settings.meta_app = Some(MetaApp {
+            app_id: META_APP_ID.into(),
+            app_secret: META_APP_SECRET.into(),
+            es_config_id: Some("es-config-1".into()),
+            webhook_verify_token: Some("verify-me".into()),
+        });
+        settings.meta_graph_url = uri;
+    })
+    .await
+}
+
+pub const META_APP_ID: &str = "1234";
+pub const META_APP_SECRET: &str = "app-secret-xyz";
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database, url) = TestDatabase::create();
-    let settings = Settings {
+    let mut settings = Settings {
         database_url: url,
         bind_addr: "127.0.0.1:0".into(),
         data_dir: std::env::temp_dir(),
@@ -93,6 +115,7 @@ pub async fn spawn_app() -> TestApp {
         http_workers: 1,
         development: false,
     };
+    configure(&mut settings);
     let app = Application::build(settings)
         .await
         .expect("application builds");

@@ -6,5 +6,8 @@ mod auth;
 mod errors;
 mod helpers;
 mod isolation;
+mod meta_client;
+mod meta_flows;
 mod openapi;
 mod phone_numbers;
+mod sandbox;

@@ -1,0 +1,936 @@
+//! Connecting, syncing and registering through the HTTP API, with Meta answering from a local
+//! server through the real Graph client.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use wiremock::matchers::{
+    body_partial_json, header, method, path, query_param, query_param_is_missing,
+};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{assert_problem, spawn_app_with_meta, TestApp, META_APP_ID, META_APP_SECRET};
+
+const WABA: &str = "102290129340398";
+const TOKEN: &str = "EAAG-system-user-token-SECRET";
+
+fn node(id: &str, display: &str, platform: &str, quality: &str) -> Value {
+    json!({
+        "id": id, "display_phone_number": display, "verified_name": format!("Name {id}"),
+        "quality_rating": quality, "platform_type": platform, "status": "CONNECTED",
+        "code_verification_status": "VERIFIED", "name_status": "APPROVED",
+        "whatsapp_business_manager_messaging_limit": "TIER_250", "account_mode": "LIVE", "is_on_biz_app": false,
+        "throughput": {"level": if platform == "CLOUD_API" { "STANDARD" } else { "NOT_APPLICABLE" }}
+    })
+}
+
+fn meta_error(status: u16, code: i64, message: &str, transient: bool) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"error": {
+        "message": message, "type": "OAuthException", "code": code, "is_transient": transient, "fbtrace_id": "Trace1"}}))
+}
+
+/// Meta's WABA node and subscription for `token`.
+async fn mount_waba(server: &MockServer, waba: &str, token: &str) {
+    let bearer = format!("Bearer {token}");
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{waba}")))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": waba, "name": "Jaspers Market"})),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{waba}/subscribed_apps")))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .named("subscribe")
+        .mount(server)
+        .await;
+}
+
+/// Meta's phone-number pages for the WABA; each but the last carries `paging.next`.
+async fn mount_numbers(server: &MockServer, waba: &str, pages: Vec<Vec<Value>>) {
+    let count = pages.len();
+    for (i, data) in pages.into_iter().enumerate() {
+        let mut paging = json!({"cursors": {"before": format!("B{i}"), "after": format!("A{i}")}});
+        if i + 1 < count {
+            paging["next"] = json!(format!(
+                "{}/v25.0/{waba}/phone_numbers?after=A{i}&access_token=x",
+                server.uri()
+            ));
+        }
+        let mut mock = Mock::given(method("GET")).and(path(format!("/v25.0/{waba}/phone_numbers")));
+        mock = if i == 0 {
+            mock.and(query_param_is_missing("after"))
+        } else {
+            mock.and(query_param("after", format!("A{}", i - 1).as_str()))
+        };
+        mock.respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"data": data, "paging": paging})),
+        )
+        .mount(server)
+        .await;
+    }
+}
+
+async fn connect(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        "/api/v1/whatsapp/accounts",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+async fn connected_app(server: &MockServer, numbers: Vec<Value>) -> (TestApp, String) {
+    let app = spawn_app_with_meta(server).await;
+    mount_waba(server, WABA, TOKEN).await;
+    mount_numbers(server, WABA, vec![numbers]).await;
+    let token = app.editor("ws");
+    let response = connect(
+        &app,
+        &token,
+        json!({"waba_id": WABA, "access_token": TOKEN}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    (app, token)
+}
+
+async fn number_id(app: &TestApp, token: &str, meta_id: &str) -> String {
+    let list = app
+        .get_json("/api/v1/phone-numbers?include_removed=true", token)
+        .await;
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["phone_number_id"] == meta_id)
+        .expect("number listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn register_calls(server: &MockServer, meta_id: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.method.as_str() == "POST" && r.url.path() == format!("/v25.0/{meta_id}/register")
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_system_user_token_connects_subscribes_and_syncs_every_page() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![
+            vec![
+                node("1001", "+1 555-000-1001", "CLOUD_API", "GREEN"),
+                node("1002", "+1 555-000-1002", "ON_PREMISE", "YELLOW"),
+            ],
+            vec![],
+            vec![node("1003", "15550001003", "NOT_APPLICABLE", "NA")],
+        ],
+    )
+    .await;
+    let token = app.editor("ws");
+
+    let response = connect(
+        &app,
+        &token,
+        json!({"waba_id": WABA, "access_token": TOKEN}),
+    )
+    .await;
+
+    assert_eq!(response.status(), 201);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(TOKEN), "the token is write-only: {text}");
+    let account: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(account["waba_id"], WABA);
+    assert_eq!(account["name"], "Jaspers Market");
+    assert_eq!(account["status"], "connected");
+    assert_eq!(
+        account["sync"],
+        json!({"added": 3, "updated": 0, "removed": 0})
+    );
+    assert_eq!(account["phone_numbers"], 3);
+    let subscribed = server.received_requests().await.unwrap();
+    assert_eq!(
+        subscribed
+            .iter()
+            .filter(|r| r.url.path().ends_with("/subscribed_apps"))
+            .count(),
+        1
+    );
+
+    let list = app.get_json("/api/v1/phone-numbers", &token).await;
+    let numbers = list["data"].as_array().unwrap();
+    assert_eq!(numbers.len(), 3);
+    let third = numbers
+        .iter()
+        .find(|n| n["phone_number_id"] == "1003")
+        .unwrap();
+    assert_eq!(
+        (
+            third["quality_rating"].as_str(),
+            third["can_register"].as_bool()
+        ),
+        (Some("UNKNOWN"), Some(true))
+    );
+    assert_eq!(numbers[0]["messaging_limit"], "TIER_250");
+    assert_eq!(numbers[0]["status"], "CONNECTED");
+
+    let accounts = app
+        .get("/api/v1/whatsapp/accounts", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!accounts.contains(TOKEN));
+    assert!(accounts.contains(WABA));
+}
+
+#[tokio::test]
+async fn an_embedded_signup_code_is_exchanged_the_waba_found_and_subscribed() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/oauth/access_token"))
+        .and(query_param("client_id", META_APP_ID))
+        .and(query_param("client_secret", META_APP_SECRET))
+        .and(query_param("code", "AQBx-code"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"access_token": "EAAB-business-token", "token_type": "bearer"}),
+            ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/debug_token"))
+        .and(query_param("input_token", "EAAB-business-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"is_valid": true, "expires_at": 1893456000,
+            "granular_scopes": [{"scope": "whatsapp_business_management", "target_ids": [WABA]}]}})))
+        .mount(&server)
+        .await;
+    mount_waba(&server, WABA, "EAAB-business-token").await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![node("2001", "+1 555-000-2001", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    let token = app.editor("ws");
+
+    let response = connect(&app, &token, json!({"code": "AQBx-code"})).await;
+
+    assert_eq!(response.status(), 201);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("EAAB-business-token"));
+    let account: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(account["waba_id"], WABA);
+    assert_eq!(account["token_expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(account["sync"]["added"], 1);
+
+    let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
+    assert_eq!(
+        config,
+        json!({"app_id": META_APP_ID, "config_id": "es-config-1", "graph_version": "v25.0", "mode": "graph"})
+    );
+    assert!(!config.to_string().contains(META_APP_SECRET));
+}
+
+#[tokio::test]
+async fn reconnecting_replaces_the_token_and_another_workspace_is_refused() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("3001", "+1 555-000-3001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    mount_waba(&server, WABA, "EAAG-new-token").await;
+
+    let again = connect(
+        &app,
+        &token,
+        json!({"waba_id": WABA, "access_token": "EAAG-new-token"}),
+    )
+    .await;
+    assert_eq!(again.status(), 200);
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    assert_eq!(accounts["data"].as_array().unwrap().len(), 1);
+    // The re-sync ran with the new token.
+    let last_list = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|r| r.url.path().ends_with("/phone_numbers"))
+        .unwrap();
+    assert_eq!(
+        last_list.headers.get("authorization").unwrap(),
+        "Bearer EAAG-new-token"
+    );
+
+    let before = server.received_requests().await.unwrap().len();
+    let elsewhere = connect(
+        &app,
+        &app.editor("other-ws"),
+        json!({"waba_id": WABA, "access_token": "EAAG-x"}),
+    )
+    .await;
+    assert_problem(elsewhere, 409, "account_connected_elsewhere").await;
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        before,
+        "refused before any call to Meta"
+    );
+    assert_eq!(
+        app.get_json("/api/v1/phone-numbers", &app.editor("other-ws"))
+            .await["data"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn bad_connect_bodies_are_400_and_meta_refusals_502() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    let token = app.editor("ws");
+    for body in [
+        json!({}),
+        json!({"access_token": "x"}),
+        json!({"code": "c", "access_token": "x", "waba_id": "1"}),
+        json!({"waba_id": "bad id!", "access_token": "x"}),
+    ] {
+        assert_problem(connect(&app, &token, body).await, 400, "validation_failed").await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/v25.0/oauth/access_token"))
+        .respond_with(meta_error(
+            400,
+            100,
+            "Invalid verification code format.",
+            false,
+        ))
+        .mount(&server)
+        .await;
+    let problem = assert_problem(
+        connect(&app, &token, json!({"code": "stale"})).await,
+        502,
+        "meta_error",
+    )
+    .await;
+    assert_eq!(problem["meta_error"]["code"], 100);
+    assert_eq!(problem["retryable"], false);
+    assert_eq!(
+        app.get_json("/api/v1/whatsapp/accounts", &token).await["data"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn sync_adds_updates_and_removes_and_records_quality_changes() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![
+            node("4001", "+1 555-000-4001", "CLOUD_API", "GREEN"),
+            node("4002", "+1 555-000-4002", "CLOUD_API", "GREEN"),
+        ],
+    )
+    .await;
+    let kept = number_id(&app, &token, "4001").await;
+    let gone = number_id(&app, &token, "4002").await;
+    let agent = app.create_agent(&token, "Support").await;
+    app.assign(&token, &gone, agent["id"].clone()).await;
+
+    server.reset().await;
+    mount_waba(&server, WABA, TOKEN).await;
+    let mut changed = node("4001", "+1 555-000-4001", "CLOUD_API", "RED");
+    changed["verified_name"] = json!("Jaspers Renamed");
+    mount_numbers(
+        &server,
+        WABA,
+        vec![
+            vec![changed],
+            vec![node("4003", "+1 555-000-4003", "ON_PREMISE", "GREEN")],
+        ],
+    )
+    .await;
+
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(
+        result,
+        json!({"added": 1, "updated": 1, "removed": 1, "failed_accounts": []})
+    );
+
+    let updated = app
+        .get_json(&format!("/api/v1/phone-numbers/{kept}"), &token)
+        .await;
+    assert_eq!(
+        (
+            updated["quality_rating"].as_str(),
+            updated["verified_name"].as_str()
+        ),
+        (Some("RED"), Some("Jaspers Renamed"))
+    );
+    let events = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{kept}/quality-events"),
+            &token,
+        )
+        .await;
+    assert_eq!(events["data"][0]["old_rating"], "GREEN");
+    assert_eq!(events["data"][0]["new_rating"], "RED");
+    assert_eq!(events["data"][0]["source"], "sync");
+
+    let removed = app
+        .get_json(&format!("/api/v1/phone-numbers/{gone}"), &token)
+        .await;
+    assert!(removed["removed_at"].is_string());
+    assert_eq!(removed["inbound_agent"]["id"], agent["id"], "history stays");
+    let listed = app.get_json("/api/v1/phone-numbers", &token).await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["phone_number_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["4001", "4003"]);
+
+    // Nothing changed at Meta: nothing changes here.
+    let again: Value = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        json!({"added": 0, "updated": 0, "removed": 0, "failed_accounts": []})
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_token_marks_the_account_for_reconnection() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("5001", "+1 555-000-5001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(meta_error(
+            401,
+            190,
+            "Error validating access token: Session has expired",
+            false,
+        ))
+        .mount(&server)
+        .await;
+    let account_id = app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/whatsapp/accounts/{account_id}/sync"),
+            Some(&token),
+            None,
+        )
+        .await;
+
+    let problem = assert_problem(response, 502, "meta_error").await;
+    assert_eq!(problem["meta_error"]["code"], 190);
+    assert!(problem["detail"].as_str().unwrap().contains("Reconnect"));
+    let account = &app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0];
+    assert_eq!(account["status"], "needs_reconnect");
+    assert!(account["last_sync_error"]
+        .as_str()
+        .unwrap()
+        .contains("Reconnect"));
+    // The numbers already known stay.
+    assert_eq!(
+        app.get_json("/api/v1/phone-numbers", &token).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn one_failing_account_does_not_stop_another_from_syncing() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("6001", "+1 555-000-6001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    mount_waba(&server, "waba-two", "EAAG-two").await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/waba-two/phone_numbers"))
+        .respond_with(meta_error(
+            400,
+            80008,
+            "(#80008) Too many calls to this WABA",
+            false,
+        ))
+        .mount(&server)
+        .await;
+    let second = connect(
+        &app,
+        &token,
+        json!({"waba_id": "waba-two", "access_token": "EAAG-two"}),
+    )
+    .await;
+    let second: Value = second.json().await.unwrap();
+    assert!(second["sync"].is_null());
+    assert!(second["last_sync_error"].is_string());
+
+    let result: Value = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["failed_accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(result["failed_accounts"][0]["waba_id"], "waba-two");
+    assert_eq!(result["failed_accounts"][0]["code"], "meta_error");
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    let first = accounts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["waba_id"] == WABA)
+        .unwrap()
+        .clone();
+    assert!(first["last_sync_error"].is_null());
+    assert_eq!(first["status"], "connected");
+}
+
+async fn mount_register(
+    server: &MockServer,
+    meta_id: &str,
+    response: ResponseTemplate,
+    times: Option<u64>,
+) {
+    let mock = Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/register")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(body_partial_json(json!({"messaging_product": "whatsapp"})))
+        .respond_with(response);
+    match times {
+        Some(n) => mock.up_to_n_times(n).with_priority(1).mount(server).await,
+        None => mock.with_priority(2).mount(server).await,
+    }
+}
+
+async fn mount_reread(server: &MockServer, meta_id: &str, display: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{meta_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(node(
+            meta_id,
+            display,
+            "CLOUD_API",
+            "GREEN",
+        )))
+        .mount(server)
+        .await;
+}
+
+fn ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"success": true}))
+}
+
+#[tokio::test]
+async fn register_succeeds_rereads_the_number_and_records_the_attempt() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7001", "+1 555-000-7001", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7001").await;
+    mount_register(&server, "7001", ok(), None).await;
+    mount_reread(&server, "7001", "+1 555-000-7001").await;
+
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{id}/register"),
+            Some(&token),
+            None,
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let number: Value = response.json().await.unwrap();
+    assert_eq!(number["platform_type"], "CLOUD_API");
+    assert_eq!(number["registration"]["state"], "registered");
+    assert_eq!(number["registration"]["attempts_in_window"], 1);
+    assert_eq!(number["can_assign_inbound_agent"], true);
+    assert_eq!(number["can_register"], false);
+    let calls = register_calls(&server, "7001").await;
+    assert_eq!(calls.len(), 1);
+    let pin = calls[0]["pin"].as_str().unwrap();
+    assert!(
+        pin.len() == 6 && pin.chars().all(|c| c.is_ascii_digit()),
+        "{pin}"
+    );
+    let ledger = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{id}/registration-attempts"),
+            &token,
+        )
+        .await;
+    assert_eq!(ledger["data"].as_array().unwrap().len(), 1);
+    assert_eq!(ledger["data"][0]["outcome"], "succeeded");
+    assert!(!ledger.to_string().contains(pin), "the PIN is never shown");
+
+    // A Cloud API number has nothing to register: no call to Meta.
+    let again = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{id}/register"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_problem(again, 409, "already_registered").await;
+    assert_eq!(register_calls(&server, "7001").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_transient_error_is_retried_with_the_same_pin() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7101", "+1 555-000-7101", "ON_PREMISE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7101").await;
+    mount_register(
+        &server,
+        "7101",
+        meta_error(
+            503,
+            133004,
+            "(#133004) Server temporarily unavailable",
+            true,
+        ),
+        Some(1),
+    )
+    .await;
+    mount_register(&server, "7101", ok(), None).await;
+    mount_reread(&server, "7101", "+1 555-000-7101").await;
+
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{id}/register"),
+            Some(&token),
+            None,
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let calls = register_calls(&server, "7101").await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        calls[0]["pin"], calls[1]["pin"],
+        "one PIN per number, reused on retry"
+    );
+    let ledger = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{id}/registration-attempts"),
+            &token,
+        )
+        .await;
+    let outcomes: Vec<&str> = ledger["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["succeeded", "failed"]);
+    assert_eq!(ledger["data"][1]["meta_error"]["code"], 133004);
+}
+
+#[tokio::test]
+async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_next_time() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7201", "+1 555-000-7201", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7201").await;
+    mount_register(
+        &server,
+        "7201",
+        meta_error(
+            400,
+            133005,
+            "(#133005) Two step verification PIN Mismatch",
+            false,
+        ),
+        None,
+    )
+    .await;
+
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{id}/register"),
+            Some(&token),
+            None,
+        )
+        .await;
+
+    let problem = assert_problem(response, 502, "meta_error").await;
+    assert_eq!(problem["meta_error"]["code"], 133005);
+    assert_eq!(problem["meta_error"]["fbtrace_id"], "Trace1");
+    assert_eq!(problem["retryable"], false);
+    assert!(problem["detail"].as_str().unwrap().contains("PIN"));
+    assert_eq!(
+        register_calls(&server, "7201").await.len(),
+        1,
+        "not retried"
+    );
+    let number = app
+        .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
+        .await;
+    assert_eq!(number["registration"]["state"], "failed");
+    assert!(number["registration"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("PIN"));
+    assert_eq!(number["platform_type"], "NOT_APPLICABLE");
+
+    app.request(
+        Method::POST,
+        &format!("/api/v1/phone-numbers/{id}/register"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let calls = register_calls(&server, "7201").await;
+    assert_eq!(
+        calls[0]["pin"], calls[1]["pin"],
+        "a new PIN on retry would fail with 133005"
+    );
+}
+
+#[tokio::test]
+async fn the_eleventh_register_call_in_72_hours_is_refused_before_meta_sees_it() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7301", "+1 555-000-7301", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7301").await;
+    mount_register(
+        &server,
+        "7301",
+        meta_error(
+            400,
+            133006,
+            "(#133006) Phone number needs to be verified",
+            false,
+        ),
+        None,
+    )
+    .await;
+    let path = format!("/api/v1/phone-numbers/{id}/register");
+    for _ in 0..10 {
+        assert_problem(
+            app.request(Method::POST, &path, Some(&token), None).await,
+            502,
+            "meta_error",
+        )
+        .await;
+    }
+
+    let response = app.request(Method::POST, &path, Some(&token), None).await;
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let problem = assert_problem(response, 429, "registration_limit_reached").await;
+
+    assert_eq!(register_calls(&server, "7301").await.len(), 10);
+    assert_eq!(problem["retry_after_seconds"].as_u64(), Some(retry_after));
+    let wait = problem["retry_after_seconds"].as_u64().unwrap();
+    assert!(wait > 71 * 3600 && wait <= 72 * 3600, "{wait}");
+    let number = app
+        .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
+        .await;
+    assert_eq!(number["registration"]["attempts_in_window"], 10);
+}
+
+#[tokio::test]
+async fn metas_own_block_is_honoured_without_calling_again() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7401", "+1 555-000-7401", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7401").await;
+    mount_register(
+        &server,
+        "7401",
+        meta_error(
+            400,
+            133016,
+            "(#133016) Account register deregister rate limit exceeded",
+            false,
+        ),
+        None,
+    )
+    .await;
+    let path = format!("/api/v1/phone-numbers/{id}/register");
+
+    let first = assert_problem(
+        app.request(Method::POST, &path, Some(&token), None).await,
+        429,
+        "registration_limit_reached",
+    )
+    .await;
+    assert_eq!(first["retry_after_seconds"], 72 * 3600);
+    assert_problem(
+        app.request(Method::POST, &path, Some(&token), None).await,
+        429,
+        "registration_limit_reached",
+    )
+    .await;
+    assert_eq!(register_calls(&server, "7401").await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_clicks_make_exactly_one_call_to_meta() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("7501", "+1 555-000-7501", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "7501").await;
+    mount_register(
+        &server,
+        "7501",
+        ok().set_delay(Duration::from_millis(700)),
+        None,
+    )
+    .await;
+    mount_reread(&server, "7501", "+1 555-000-7501").await;
+    let path = format!("/api/v1/phone-numbers/{id}/register");
+
+    let url = format!("{}{path}", app.address);
+    let clicks: Vec<_> = (0..8)
+        .map(|_| {
+            let request = app.client.post(url.clone()).bearer_auth(&token);
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let mut responses = Vec::new();
+    for click in clicks {
+        responses.push(click.await.unwrap());
+    }
+
+    let mut statuses: Vec<u16> = Vec::new();
+    for response in responses {
+        let status = response.status().as_u16();
+        if status == 409 {
+            assert_problem(response, 409, "registration_in_progress").await;
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(register_calls(&server, "7501").await.len(), 1);
+}
+
+#[tokio::test]
+async fn coexistence_numbers_and_viewers_cannot_register() {
+    let server = MockServer::start().await;
+    let mut coexistence = node("7601", "+1 555-000-7601", "NOT_APPLICABLE", "GREEN");
+    coexistence["is_on_biz_app"] = json!(true);
+    let (app, token) = connected_app(
+        &server,
+        vec![
+            coexistence,
+            node("7602", "+1 555-000-7602", "ON_PREMISE", "GREEN"),
+        ],
+    )
+    .await;
+    let coex = number_id(&app, &token, "7601").await;
+    let other = number_id(&app, &token, "7602").await;
+
+    let problem = assert_problem(
+        app.request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{coex}/register"),
+            Some(&token),
+            None,
+        )
+        .await,
+        409,
+        "already_registered",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("coexistence"));
+    let viewer = app.token("ws", whatsapp_numbers::domain::Role::Viewer);
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{other}/register"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_problem(response, 403, "forbidden").await;
+    assert!(register_calls(&server, "7601").await.is_empty());
+    assert!(register_calls(&server, "7602").await.is_empty());
+}

@@ -1,0 +1,80 @@
+//! With no Meta app configured the built-in sandbox answers: what a newcomer and the SPA team see.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use whatsapp_numbers::meta::sandbox::DEMO_WABA_ID;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let connected = app
+        .request(
+            Method::POST,
+            "/api/v1/whatsapp/accounts",
+            Some(&token),
+            Some(json!({"waba_id": DEMO_WABA_ID, "access_token": "anything"})),
+        )
+        .await;
+    assert_eq!(connected.status(), 201);
+    let connected: Value = connected.json().await.unwrap();
+    assert_eq!(connected["sync"]["added"], 6);
+
+    let numbers = app.get_json("/api/v1/phone-numbers", &token).await;
+    let numbers = numbers["data"].as_array().unwrap();
+    assert!(numbers.iter().any(|n| n["can_register"] == true));
+    assert!(numbers
+        .iter()
+        .any(|n| n["is_on_biz_app"] == true && n["can_register"] == false));
+    let target = numbers
+        .iter()
+        .find(|n| n["platform_type"] == "ON_PREMISE")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/phone-numbers/{target}/register"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let number: Value = response.json().await.unwrap();
+    assert_eq!(number["platform_type"], "CLOUD_API");
+    let ledger = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{target}/registration-attempts"),
+            &token,
+        )
+        .await;
+    let outcomes: Vec<&str> = ledger["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["succeeded", "failed"],
+        "the sandbox's first register call fails transiently"
+    );
+
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(ready["meta"], "sandbox");
+    let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
+    assert_eq!(config["mode"], "sandbox");
+}
