@@ -335,3 +335,10 @@ pub fn ensure_pin(conn: &mut DbConnection, id: &str, new_pin_enc: &str) -> Query
         .first::<Option<String>>(conn)?
         .ok_or(diesel::result::Error::NotFound)
 }
+
+/// Gives the row Meta's new id for the same number (deleted and added again in Meta).
+pub fn set_meta_id(conn: &mut DbConnection, id: &str, meta_id: &str) -> QueryResult<usize> {
+    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
+        .set(phone_numbers::phone_number_id.eq(meta_id))
+        .execute(conn)
+}

@@ -220,6 +220,14 @@ fn apply(
         .into_iter()
         .map(|r| (r.phone_number_id.clone(), r))
         .collect();
+    // Rows of this account that Meta no longer lists under their id, by digits: a number deleted and
+    // added again in Meta comes back with a new id, and keeps its history and agent here.
+    let listed: HashSet<&str> = meta_ids.iter().map(String::as_str).collect();
+    let mut orphans: HashMap<String, PhoneNumberRow> = numbers::for_account(conn, &account.id)?
+        .into_iter()
+        .filter(|r| !listed.contains(r.phone_number_id.as_str()))
+        .map(|r| (r.display_digits.clone(), r))
+        .collect();
     let mut unchanged = Vec::new();
     let mut seen = HashSet::new();
     for meta in from_meta {
@@ -238,10 +246,24 @@ fn apply(
                     unchanged.push(row.id.clone());
                 }
             }
-            None => {
-                numbers::insert(conn, &new_row(account, meta, now))?;
-                counts.added += 1;
-            }
+            None => match orphans.remove(&digits(&meta.display_phone_number)) {
+                Some(row) => {
+                    numbers::set_meta_id(conn, &row.id, &meta.id)?;
+                    apply_to_row(
+                        conn,
+                        &row,
+                        &account.id,
+                        &meta_fields(meta, Some(&row)),
+                        "sync",
+                        now,
+                    )?;
+                    counts.updated += 1;
+                }
+                None => {
+                    numbers::insert(conn, &new_row(account, meta, now))?;
+                    counts.added += 1;
+                }
+            },
         }
     }
     numbers::touch_synced(conn, &unchanged, now)?;

@@ -934,3 +934,48 @@ async fn coexistence_numbers_and_viewers_cannot_register() {
     assert!(register_calls(&server, "7601").await.is_empty());
     assert!(register_calls(&server, "7602").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_number_added_again_in_meta_under_a_new_id_keeps_its_row_and_agent() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8001", "+1 555-000-8001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    let id = number_id(&app, &token, "8001").await;
+    let agent = app.create_agent(&token, "Support").await;
+    app.assign(&token, &id, agent["id"].clone()).await;
+
+    server.reset().await;
+    mount_waba(&server, WABA, TOKEN).await;
+    // Same number, written the other way, under a new Meta id.
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![node("8999", "15550008001", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    let result: Value = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        result,
+        json!({"added": 0, "updated": 1, "removed": 0, "failed_accounts": []})
+    );
+    let number = app
+        .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
+        .await;
+    assert_eq!(number["phone_number_id"], "8999");
+    assert!(number["removed_at"].is_null());
+    assert_eq!(number["inbound_agent"]["id"], agent["id"]);
+}
