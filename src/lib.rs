@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod meta;
+pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::Service;
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use utoipa::OpenApi;
@@ -59,7 +60,17 @@ impl Application {
         let data = web::Data::new(state.clone());
         let spec = ApiDoc::openapi();
         let server = HttpServer::new(move || {
+            let metrics = data.metrics.clone();
             App::new()
+                .wrap_fn(move |req, srv| {
+                    let metrics = metrics.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        metrics.http_response(response.status().as_u16());
+                        Ok(response)
+                    }
+                })
                 .wrap(Logger::new("%r %s %b %Dms"))
                 .app_data(data.clone())
                 // Before the `/api/v1` scope, which would otherwise claim `/api/v1/openapi.json`.

@@ -9,6 +9,7 @@ use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::meta::MetaApi;
+use crate::metrics::{CountingMeta, Metrics};
 
 /// Shared application state, cheap to clone.
 #[derive(Clone)]
@@ -19,10 +20,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The Graph API client, or the sandbox when no Meta app is configured.
     pub meta: Arc<dyn MetaApi>,
+    pub metrics: Arc<Metrics>,
     known_workspaces: Arc<Mutex<HashSet<String>>>,
 }
 
 impl AppState {
+    /// Wraps `meta` so its calls are counted for `/metrics`.
     pub fn new(
         db: Db,
         secrets: SecretBox,
@@ -30,12 +33,15 @@ impl AppState {
         settings: Arc<Settings>,
         meta: Arc<dyn MetaApi>,
     ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let meta: Arc<dyn MetaApi> = Arc::new(CountingMeta::new(meta, metrics.clone()));
         AppState {
             db,
             secrets,
             tokens,
             settings,
             meta,
+            metrics,
             known_workspaces: Arc::default(),
         }
     }

@@ -1,4 +1,4 @@
-//! Probes for orchestrators: `/healthz` (process up) and `/readyz` (database reachable).
+//! Probes for orchestrators: `/healthz` (process up), `/readyz` (database reachable), `/metrics`.
 
 use actix_web::{get, web, HttpResponse};
 use diesel::connection::SimpleConnection;
@@ -56,4 +56,17 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         database: state.db.backend(),
         meta: state.meta.mode(),
     }))
+}
+
+/// Prometheus counters: HTTP responses by status class, SQL statements, calls to Meta by operation and outcome.
+#[utoipa::path(
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(state.db.queries_executed()))
 }

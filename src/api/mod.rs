@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::QueryConfig::default().error_handler(query_error))
     .service(health::healthz)
     .service(health::readyz)
+    .service(health::metrics)
     .service(
         web::scope("/api/v1")
             .service(phone_numbers::sync_phone_numbers)

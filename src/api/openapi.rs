@@ -44,6 +44,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         audit::list_audit_events,
         health::healthz,
         health::readyz,
+        health::metrics,
     ),
     components(schemas(
         Problem,
@@ -84,7 +85,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         (name = "agents", description = "AI chat agents and the number each sends outbound messages from"),
         (name = "whatsapp-accounts", description = "Connecting WhatsApp Business Accounts (Embedded Signup or system-user token)"),
         (name = "audit", description = "Who assigned what, and when"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -77,4 +77,29 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
     assert_eq!(ready["meta"], "sandbox");
     let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
     assert_eq!(config["mode"], "sandbox");
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"transient_error\"} 1",
+        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"ok\"} 1",
+        "whatsapp_numbers_meta_calls_total{operation=\"subscribe_app\",outcome=\"ok\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in:\n{metrics}"
+        );
+    }
+    assert!(metrics
+        .lines()
+        .any(|l| l.starts_with("whatsapp_numbers_http_responses_total{class=\"2xx\"} ")));
 }
