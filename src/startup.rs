@@ -50,6 +50,9 @@ impl Application {
                 },
                 Duration::from_secs(settings.meta_timeout_seconds),
             )?),
+            None if settings.development => {
+                Arc::new(Sandbox::persistent(settings.data_dir.join("sandbox.json")))
+            }
             None => Arc::new(Sandbox::new()),
         };
         let state = AppState::new(db, secrets, tokens, settings.clone(), meta);

@@ -34,10 +34,11 @@ struct State {
     sent: Vec<SandboxMessage>,
 }
 
-/// The in-memory Meta.
+/// The stand-in Meta. Which numbers it registered survives a restart when it has a file.
 #[derive(Default)]
 pub struct Sandbox {
     state: Mutex<State>,
+    file: Option<std::path::PathBuf>,
 }
 
 fn number(
@@ -148,6 +149,12 @@ fn generated_numbers(waba_id: &str) -> Vec<MetaPhoneNumber> {
     .collect()
 }
 
+fn mark_registered(number: &mut MetaPhoneNumber) {
+    number.platform_type = Some("CLOUD_API".into());
+    number.throughput_level = Some("STANDARD".into());
+    number.status = Some("CONNECTED".into());
+}
+
 fn api_error(http_status: u16, code: i64, message: &str, transient: bool) -> MetaError {
     MetaError::Api(Box::new(GraphError {
         http_status,
@@ -176,8 +183,39 @@ fn check_token(token: &str) -> Result<(), MetaError> {
 }
 
 impl Sandbox {
+    /// A sandbox that forgets everything when dropped (tests).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sandbox that remembers which numbers it registered in `file` (JSON list of ids; no PINs).
+    pub fn persistent(file: std::path::PathBuf) -> Self {
+        let registered: Vec<String> = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let sandbox = Sandbox {
+            state: Mutex::default(),
+            file: Some(file),
+        };
+        if let Ok(mut state) = sandbox.state.lock() {
+            for id in registered {
+                if let Some(number) = state.find(&id) {
+                    mark_registered(number);
+                }
+            }
+        }
+        sandbox
+    }
+
+    fn save(&self, state: &State) {
+        let Some(file) = &self.file else { return };
+        let registered: Vec<&String> = state.pins.keys().collect();
+        if let Ok(text) = serde_json::to_string(&registered) {
+            if let Err(err) = std::fs::write(file, text) {
+                tracing::warn!(error = %err, "sandbox state not saved");
+            }
+        }
     }
 
     /// Messages "sent" so far, oldest first.
@@ -314,12 +352,11 @@ impl MetaApi for Sandbox {
                     false,
                 )
             })?;
-            number.platform_type = Some("CLOUD_API".into());
-            number.throughput_level = Some("STANDARD".into());
-            number.status = Some("CONNECTED".into());
+            mark_registered(number);
             state
                 .pins
                 .insert(phone_number_id.to_owned(), pin.to_owned());
+            self.save(state);
             Ok(())
         })
     }
@@ -435,6 +472,29 @@ mod tests {
             .await
             .unwrap_err();
         assert!(wrong.class() == ErrorClass::Transient || wrong.code() == Some(133005));
+    }
+
+    #[tokio::test]
+    async fn a_persistent_sandbox_remembers_what_it_registered() {
+        let file = std::env::temp_dir().join(format!("wn-sandbox-{}.json", uuid::Uuid::new_v4()));
+        let sandbox = Sandbox::persistent(file.clone());
+        let _ = sandbox.register("t", "200000000000004", "123456").await;
+        sandbox
+            .register("t", "200000000000004", "123456")
+            .await
+            .unwrap();
+        drop(sandbox);
+        let again = Sandbox::persistent(file.clone());
+        let number = again
+            .get_phone_number("t", "200000000000004")
+            .await
+            .unwrap();
+        assert_eq!(number.platform_type.as_deref(), Some("CLOUD_API"));
+        assert!(
+            !std::fs::read_to_string(&file).unwrap().contains("123456"),
+            "no PINs on disk"
+        );
+        std::fs::remove_file(file).ok();
     }
 
     #[tokio::test]
