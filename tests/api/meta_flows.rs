@@ -85,6 +85,29 @@ async fn connect(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     .await
 }
 
+async fn sync_now(app: &TestApp, token: &str) -> Value {
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn register(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        &format!("/api/v1/phone-numbers/{id}/register"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
 async fn connected_app(server: &MockServer, numbers: Vec<Value>) -> (TestApp, String) {
     let app = spawn_app_with_meta(server).await;
     mount_waba(server, WABA, TOKEN).await;
@@ -98,6 +121,19 @@ async fn connected_app(server: &MockServer, numbers: Vec<Value>) -> (TestApp, St
     .await;
     assert_eq!(response.status(), 201);
     (app, token)
+}
+
+/// A connected account with one number (`+1 555-000-<meta_id>`); returns the app, a token and our id.
+async fn app_with_number(
+    server: &MockServer,
+    meta_id: &str,
+    platform: &str,
+) -> (TestApp, String, String) {
+    let display = format!("+1 555-000-{meta_id}");
+    let (app, token) =
+        connected_app(server, vec![node(meta_id, &display, platform, "GREEN")]).await;
+    let id = number_id(&app, &token, meta_id).await;
+    (app, token, id)
 }
 
 async fn number_id(app: &TestApp, token: &str, meta_id: &str) -> String {
@@ -423,17 +459,7 @@ async fn sync_adds_updates_and_removes_and_records_quality_changes() {
     assert_eq!(ids, vec!["4001", "4003"]);
 
     // Nothing changed at Meta: nothing changes here.
-    let again: Value = app
-        .request(
-            Method::POST,
-            "/api/v1/phone-numbers/sync",
-            Some(&token),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = sync_now(&app, &token).await;
     assert_eq!(
         again,
         json!({"added": 0, "updated": 0, "removed": 0, "failed_accounts": []})
@@ -521,17 +547,7 @@ async fn one_failing_account_does_not_stop_another_from_syncing() {
     assert!(second["sync"].is_null());
     assert!(second["last_sync_error"].is_string());
 
-    let result: Value = app
-        .request(
-            Method::POST,
-            "/api/v1/phone-numbers/sync",
-            Some(&token),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = sync_now(&app, &token).await;
     assert_eq!(result["failed_accounts"].as_array().unwrap().len(), 1);
     assert_eq!(result["failed_accounts"][0]["waba_id"], "waba-two");
     assert_eq!(result["failed_accounts"][0]["code"], "meta_error");
@@ -584,23 +600,11 @@ fn ok() -> ResponseTemplate {
 #[tokio::test]
 async fn register_succeeds_rereads_the_number_and_records_the_attempt() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7001", "+1 555-000-7001", "NOT_APPLICABLE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7001").await;
+    let (app, token, id) = app_with_number(&server, "7001", "NOT_APPLICABLE").await;
     mount_register(&server, "7001", ok(), None).await;
     mount_reread(&server, "7001", "+1 555-000-7001").await;
 
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/phone-numbers/{id}/register"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let response = register(&app, &token, &id).await;
 
     assert_eq!(response.status(), 200);
     let number: Value = response.json().await.unwrap();
@@ -627,14 +631,7 @@ async fn register_succeeds_rereads_the_number_and_records_the_attempt() {
     assert!(!ledger.to_string().contains(pin), "the PIN is never shown");
 
     // A Cloud API number has nothing to register: no call to Meta.
-    let again = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/phone-numbers/{id}/register"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let again = register(&app, &token, &id).await;
     assert_problem(again, 409, "already_registered").await;
     assert_eq!(register_calls(&server, "7001").await.len(), 1);
 }
@@ -642,12 +639,7 @@ async fn register_succeeds_rereads_the_number_and_records_the_attempt() {
 #[tokio::test]
 async fn a_transient_error_is_retried_with_the_same_pin() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7101", "+1 555-000-7101", "ON_PREMISE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7101").await;
+    let (app, token, id) = app_with_number(&server, "7101", "ON_PREMISE").await;
     mount_register(
         &server,
         "7101",
@@ -663,14 +655,7 @@ async fn a_transient_error_is_retried_with_the_same_pin() {
     mount_register(&server, "7101", ok(), None).await;
     mount_reread(&server, "7101", "+1 555-000-7101").await;
 
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/phone-numbers/{id}/register"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let response = register(&app, &token, &id).await;
 
     assert_eq!(response.status(), 200);
     let calls = register_calls(&server, "7101").await;
@@ -698,12 +683,7 @@ async fn a_transient_error_is_retried_with_the_same_pin() {
 #[tokio::test]
 async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_next_time() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7201", "+1 555-000-7201", "NOT_APPLICABLE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7201").await;
+    let (app, token, id) = app_with_number(&server, "7201", "NOT_APPLICABLE").await;
     mount_register(
         &server,
         "7201",
@@ -717,14 +697,7 @@ async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_n
     )
     .await;
 
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/phone-numbers/{id}/register"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let response = register(&app, &token, &id).await;
 
     let problem = assert_problem(response, 502, "meta_error").await;
     assert_eq!(problem["meta_error"]["code"], 133005);
@@ -746,13 +719,7 @@ async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_n
         .contains("PIN"));
     assert_eq!(number["platform_type"], "NOT_APPLICABLE");
 
-    app.request(
-        Method::POST,
-        &format!("/api/v1/phone-numbers/{id}/register"),
-        Some(&token),
-        None,
-    )
-    .await;
+    register(&app, &token, &id).await;
     let calls = register_calls(&server, "7201").await;
     assert_eq!(
         calls[0]["pin"], calls[1]["pin"],
@@ -763,12 +730,7 @@ async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_n
 #[tokio::test]
 async fn the_eleventh_register_call_in_72_hours_is_refused_before_meta_sees_it() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7301", "+1 555-000-7301", "NOT_APPLICABLE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7301").await;
+    let (app, token, id) = app_with_number(&server, "7301", "NOT_APPLICABLE").await;
     mount_register(
         &server,
         "7301",
@@ -812,12 +774,7 @@ async fn the_eleventh_register_call_in_72_hours_is_refused_before_meta_sees_it()
 #[tokio::test]
 async fn metas_own_block_is_honoured_without_calling_again() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7401", "+1 555-000-7401", "NOT_APPLICABLE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7401").await;
+    let (app, token, id) = app_with_number(&server, "7401", "NOT_APPLICABLE").await;
     mount_register(
         &server,
         "7401",
@@ -851,12 +808,7 @@ async fn metas_own_block_is_honoured_without_calling_again() {
 #[tokio::test]
 async fn concurrent_clicks_make_exactly_one_call_to_meta() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("7501", "+1 555-000-7501", "NOT_APPLICABLE", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "7501").await;
+    let (app, token, id) = app_with_number(&server, "7501", "NOT_APPLICABLE").await;
     mount_register(
         &server,
         "7501",
@@ -909,13 +861,7 @@ async fn coexistence_numbers_and_viewers_cannot_register() {
     let other = number_id(&app, &token, "7602").await;
 
     let problem = assert_problem(
-        app.request(
-            Method::POST,
-            &format!("/api/v1/phone-numbers/{coex}/register"),
-            Some(&token),
-            None,
-        )
-        .await,
+        register(&app, &token, &coex).await,
         409,
         "already_registered",
     )
@@ -938,12 +884,7 @@ async fn coexistence_numbers_and_viewers_cannot_register() {
 #[tokio::test]
 async fn a_number_added_again_in_meta_under_a_new_id_keeps_its_row_and_agent() {
     let server = MockServer::start().await;
-    let (app, token) = connected_app(
-        &server,
-        vec![node("8001", "+1 555-000-8001", "CLOUD_API", "GREEN")],
-    )
-    .await;
-    let id = number_id(&app, &token, "8001").await;
+    let (app, token, id) = app_with_number(&server, "8001", "CLOUD_API").await;
     let agent = app.create_agent(&token, "Support").await;
     app.assign(&token, &id, agent["id"].clone()).await;
 
@@ -956,17 +897,7 @@ async fn a_number_added_again_in_meta_under_a_new_id_keeps_its_row_and_agent() {
         vec![vec![node("8999", "15550008001", "CLOUD_API", "GREEN")]],
     )
     .await;
-    let result: Value = app
-        .request(
-            Method::POST,
-            "/api/v1/phone-numbers/sync",
-            Some(&token),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = sync_now(&app, &token).await;
 
     assert_eq!(
         result,
