@@ -40,22 +40,32 @@ impl Application {
             .map_err(|e| format!("database start-up task failed: {e}"))??;
         let secrets = SecretBox::from_base64(&settings.secrets_key).map_err(|e| e.to_string())?;
         let tokens = TokenKeys::new(&settings.auth_jwt_secret);
-        let meta: Arc<dyn MetaApi> = match &settings.meta_app {
-            Some(app) => Arc::new(GraphClient::new(
-                &settings.meta_graph_url,
-                &settings.meta_graph_version,
-                AppCredentials {
+        let (meta, sandbox): (Arc<dyn MetaApi>, Option<Arc<Sandbox>>) = match &settings.meta_app {
+            Some(app) => {
+                let credentials = AppCredentials {
                     app_id: app.app_id.clone(),
                     app_secret: app.app_secret.clone(),
-                },
-                Duration::from_secs(settings.meta_timeout_seconds),
-            )?),
-            None if settings.development => {
-                Arc::new(Sandbox::persistent(settings.data_dir.join("sandbox.json")))
+                };
+                let timeout = Duration::from_secs(settings.meta_timeout_seconds);
+                let graph = GraphClient::new(
+                    &settings.meta_graph_url,
+                    &settings.meta_graph_version,
+                    credentials,
+                    timeout,
+                )?;
+                (Arc::new(graph), None)
             }
-            None => Arc::new(Sandbox::new()),
+            None => {
+                let sandbox = Arc::new(if settings.development {
+                    Sandbox::persistent(settings.data_dir.join("sandbox.json"))
+                } else {
+                    Sandbox::new()
+                });
+                (sandbox.clone(), Some(sandbox))
+            }
         };
-        let state = AppState::new(db, secrets, tokens, settings.clone(), meta);
+        let state =
+            AppState::new(db, secrets, tokens, settings.clone(), meta).with_sandbox(sandbox);
 
         let listener = TcpListener::bind(&settings.bind_addr)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;

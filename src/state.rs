@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::meta::sandbox::Sandbox;
 use crate::meta::MetaApi;
 use crate::metrics::{CountingMeta, Metrics};
 
@@ -21,6 +22,8 @@ pub struct AppState {
     /// The Graph API client, or the sandbox when no Meta app is configured.
     pub meta: Arc<dyn MetaApi>,
     pub metrics: Arc<Metrics>,
+    /// The sandbox itself when it stands in for Meta, for what only it can show (sent messages).
+    pub sandbox: Option<Arc<Sandbox>>,
     known_workspaces: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -42,8 +45,14 @@ impl AppState {
             settings,
             meta,
             metrics,
+            sandbox: None,
             known_workspaces: Arc::default(),
         }
+    }
+
+    pub fn with_sandbox(mut self, sandbox: Option<Arc<Sandbox>>) -> Self {
+        self.sandbox = sandbox;
+        self
     }
 
     /// Creates the workspace on first sight; later calls for it cost no query.

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod openapi;
 pub mod phone_numbers;
+pub mod sandbox;
 pub mod types;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(accounts::list_whatsapp_accounts)
             .service(accounts::sync_whatsapp_account)
             .service(accounts::get_signup_config)
+            .service(sandbox::list_sandbox_messages)
             .service(agents::list_agents)
             .service(agents::create_agent)
             .service(agents::get_agent)

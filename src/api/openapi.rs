@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, agents, audit, health, phone_numbers, types};
+use super::{accounts, agents, audit, health, phone_numbers, sandbox, types};
 use crate::domain::{phone_number, responder, Role};
 use crate::error::Problem;
 
@@ -45,6 +45,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         health::healthz,
         health::readyz,
         health::metrics,
+        sandbox::list_sandbox_messages,
     ),
     components(schemas(
         Problem,
@@ -69,6 +70,8 @@ anything of another workspace answers 404 exactly as if it did not exist."
         types::QualityEvent,
         types::QualityEventList,
         crate::error::MetaErrorBody,
+        sandbox::SandboxMessage,
+        sandbox::SandboxMessageList,
         phone_number::RegistrationState,
         responder::Responder,
         responder::ResponderInput,

@@ -342,3 +342,11 @@ pub fn set_meta_id(conn: &mut DbConnection, id: &str, meta_id: &str) -> QueryRes
         .set(phone_numbers::phone_number_id.eq(meta_id))
         .execute(conn)
 }
+
+/// Meta's ids of the workspace's numbers.
+pub fn meta_ids(conn: &mut DbConnection, workspace: &str) -> QueryResult<Vec<String>> {
+    phone_numbers::table
+        .filter(phone_numbers::workspace_id.eq(workspace))
+        .select(phone_numbers::phone_number_id)
+        .load(conn)
+}

@@ -910,3 +910,91 @@ async fn a_number_added_again_in_meta_under_a_new_id_keeps_its_row_and_agent() {
     assert!(number["removed_at"].is_null());
     assert_eq!(number["inbound_agent"]["id"], agent["id"]);
 }
+
+#[tokio::test]
+async fn the_background_sync_picks_up_numbers_added_in_meta() {
+    let server = MockServer::start().await;
+    let app = crate::helpers::spawn_app_with({
+        let uri = server.uri();
+        move |settings| {
+            settings.meta_app = Some(whatsapp_numbers::config::MetaApp {
+                app_id: META_APP_ID.into(),
+                app_secret: META_APP_SECRET.into(),
+                es_config_id: None,
+                webhook_verify_token: None,
+            });
+            settings.meta_graph_url = uri;
+            settings.sync_interval_seconds = 1;
+        }
+    })
+    .await;
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![node("9001", "+1 555-000-9001", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    let token = app.editor("ws");
+    assert_eq!(
+        connect(
+            &app,
+            &token,
+            json!({"waba_id": WABA, "access_token": TOKEN})
+        )
+        .await
+        .status(),
+        201
+    );
+
+    // A number added in Meta Business Manager, nobody clicks anything.
+    server.reset().await;
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![
+            node("9001", "+1 555-000-9001", "CLOUD_API", "GREEN"),
+            node("9002", "+1 555-000-9002", "CLOUD_API", "GREEN"),
+        ]],
+    )
+    .await;
+    let mut listed = 0;
+    for _ in 0..100 {
+        listed = app.get_json("/api/v1/phone-numbers", &token).await["data"]
+            .as_array()
+            .unwrap()
+            .len();
+        if listed == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        listed, 2,
+        "the background sync did not pick up the new number within 10 s"
+    );
+}
+
+#[tokio::test]
+async fn with_a_meta_app_there_is_no_sandbox() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    let token = app.editor("ws");
+    assert_problem(
+        app.get("/api/v1/sandbox/messages", &token).await,
+        404,
+        "sandbox_off",
+    )
+    .await;
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["meta"], "graph");
+}

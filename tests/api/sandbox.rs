@@ -103,3 +103,50 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
         .lines()
         .any(|l| l.starts_with("whatsapp_numbers_http_responses_total{class=\"2xx\"} ")));
 }
+
+#[tokio::test]
+async fn messages_the_sandbox_sends_are_shown_to_the_sending_workspace_only() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let body = json!({"waba_id": DEMO_WABA_ID, "access_token": "anything"});
+    assert_eq!(
+        app.request(
+            Method::POST,
+            "/api/v1/whatsapp/accounts",
+            Some(&token),
+            Some(body)
+        )
+        .await
+        .status(),
+        201
+    );
+    let numbers = app
+        .get_json("/api/v1/phone-numbers?platform_type=CLOUD_API", &token)
+        .await;
+    let meta_id = numbers["data"][0]["phone_number_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = json!({"messaging_product": "whatsapp", "to": "+16505551234", "type": "text", "text": {"body": "Hi"}});
+    let sent = app
+        .state
+        .meta
+        .send_message("anything", &meta_id, &text)
+        .await
+        .unwrap();
+    app.state
+        .meta
+        .send_message("anything", "someone-elses-number", &text)
+        .await
+        .unwrap();
+
+    let messages = app.get_json("/api/v1/sandbox/messages", &token).await;
+    assert_eq!(messages["data"].as_array().unwrap().len(), 1);
+    assert_eq!(messages["data"][0]["message_id"], sent.message_id.as_str());
+    assert_eq!(messages["data"][0]["body"], text);
+    assert_eq!(
+        app.get_json("/api/v1/sandbox/messages", &app.editor("other"))
+            .await["data"],
+        json!([])
+    );
+}
