@@ -60,15 +60,14 @@ impl ConnectAccount {
 ///
 /// Finishes Embedded Signup (exchanges the code, finds the WABA, subscribes our app to its webhooks)
 /// or connects with a system-user token. Connecting a WABA this workspace already has replaces its
-/// token and re-syncs (200); a new one answers 201. A WABA of another workspace: 409.
+/// token and re-syncs (`reconnected: true`). A WABA of another workspace: 409.
 #[utoipa::path(
     tag = "whatsapp-accounts",
     operation_id = "connect_whatsapp_account",
     context_path = "/api/v1",
     request_body = ConnectAccount,
     responses(
-        (status = 201, description = "Connected and synced", body = ConnectedAccount),
-        (status = 200, description = "Re-connected: token replaced and synced", body = ConnectedAccount),
+        (status = 201, description = "Connected (or re-connected) and synced", body = ConnectedAccount),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -87,13 +86,15 @@ pub async fn connect_whatsapp_account(
     let connected = service::connect(&state, &caller, credentials).await?;
     let body = ConnectedAccount {
         account: connected.account.into(),
+        reconnected: !connected.created,
         sync: connected.sync,
     };
-    Ok(if connected.created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    })
+    Ok(HttpResponse::Created()
+        .insert_header((
+            "Location",
+            format!("/api/v1/whatsapp/accounts/{}", body.account.id),
+        ))
+        .json(body))
 }
 
 /// List connected accounts with their last sync and any sync error.

@@ -276,6 +276,8 @@ impl From<AccountRecord> for WhatsAppAccount {
 pub struct ConnectedAccount {
     #[serde(flatten)]
     pub account: WhatsAppAccount,
+    /// True when this workspace had the WABA already: its token was replaced.
+    pub reconnected: bool,
     /// What the first sync changed; null when it failed (see `last_sync_error`).
     pub sync: Option<SyncCounts>,
 }

@@ -197,6 +197,7 @@ async fn a_system_user_token_connects_subscribes_and_syncs_every_page() {
     let account: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(account["waba_id"], WABA);
     assert_eq!(account["name"], "Jaspers Market");
+    assert_eq!(account["reconnected"], false);
     assert_eq!(account["status"], "connected");
     assert_eq!(
         account["sync"],
@@ -306,7 +307,8 @@ async fn reconnecting_replaces_the_token_and_another_workspace_is_refused() {
         json!({"waba_id": WABA, "access_token": "EAAG-new-token"}),
     )
     .await;
-    assert_eq!(again.status(), 200);
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap()["reconnected"], true);
     let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
     assert_eq!(accounts["data"].as_array().unwrap().len(), 1);
     // The re-sync ran with the new token.
