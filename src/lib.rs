@@ -1,3 +1,4 @@
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 //! whatsapp-numbers: a JSON REST API for managing WhatsApp Business phone numbers, the AI agent
 //! that answers each number's inbound messages, and the number each agent sends from.
 //!

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0 over HTTP, a fresh database per test.
 //! SQLite by default; PostgreSQL when `TEST_DATABASE_URL` names a server (see `.ci/run`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
 mod auth;
