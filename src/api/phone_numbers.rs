@@ -281,12 +281,9 @@ pub async fn sync_phone_numbers(
     state: web::Data<AppState>,
     Editor(caller): Editor,
 ) -> Result<web::Json<SyncResult>, ApiError> {
-    let (counts, mut failed) = sync::sync_workspace(&state, &caller.workspace_id).await?;
-    let accounts = crate::service::accounts::list(&state, &caller.workspace_id)
-        .await?
-        .len();
-    if !failed.is_empty() && failed.len() == accounts {
-        return Err(failed.swap_remove(0).1);
+    let mut result = sync::sync_workspace(&state, &caller.workspace_id).await?;
+    if !result.failed.is_empty() && result.failed.len() == result.accounts {
+        return Err(result.failed.swap_remove(0).1);
     }
-    Ok(web::Json(SyncResult::new(counts, failed)))
+    Ok(web::Json(SyncResult::new(result.counts, result.failed)))
 }

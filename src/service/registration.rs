@@ -10,7 +10,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use super::phone_numbers::{load, window_start, NumberRecord};
 use super::sync::{apply_to_row, meta_fields};
 use crate::auth::Principal;
-use crate::db::models::{AccountRow, RegistrationAttemptRow};
+use crate::db::models::{AccountRow, MetaFields, RegistrationAttemptRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx};
 use crate::domain::phone_number::CLOUD_API;
 use crate::error::ApiError;
@@ -117,16 +117,10 @@ async fn run(
                         let now = db::now();
                         let current =
                             numbers::get(conn, &ws, &claim_number.id)?.unwrap_or(claim_number);
-                        let mut fields = meta_fields(
-                            reread.as_ref().ok().unwrap_or(&Default::default()),
-                            Some(&current),
-                        );
-                        if let Ok(meta) = &reread {
-                            fields.display_phone_number = meta.display_phone_number.clone();
-                        } else {
-                            fields.display_phone_number = current.display_phone_number.clone();
-                        }
-                        fields.display_digits = crate::domain::digits(&fields.display_phone_number);
+                        let mut fields = match &reread {
+                            Ok(meta) => meta_fields(meta, Some(&current)),
+                            Err(_) => MetaFields::of(&current),
+                        };
                         // Meta said yes: the number is on the Cloud API even if a read lags behind.
                         fields.platform_type = CLOUD_API.into();
                         if fields.throughput_level.as_deref() == Some("NOT_APPLICABLE") {

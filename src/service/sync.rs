@@ -309,25 +309,32 @@ fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> 
     }
 }
 
+/// What syncing a workspace did: the totals, the accounts that failed, and how many it has.
+pub struct WorkspaceSync {
+    pub counts: SyncCounts,
+    pub failed: Vec<(AccountRow, ApiError)>,
+    pub accounts: usize,
+}
+
 /// Syncs every account of the workspace; one account's failure does not stop the others.
-pub async fn sync_workspace(
-    state: &AppState,
-    workspace: &str,
-) -> Result<(SyncCounts, Vec<(AccountRow, ApiError)>), ApiError> {
+pub async fn sync_workspace(state: &AppState, workspace: &str) -> Result<WorkspaceSync, ApiError> {
     let ws = workspace.to_owned();
     let accounts = state
         .db
         .run(move |conn| Ok(accounts::list(conn, &ws)?))
         .await?;
-    let mut total = SyncCounts::default();
-    let mut failures = Vec::new();
+    let mut result = WorkspaceSync {
+        counts: SyncCounts::default(),
+        failed: Vec::new(),
+        accounts: accounts.len(),
+    };
     for account in accounts {
         match sync_account(state, &account).await {
-            Ok(counts) => total += counts,
-            Err(err) => failures.push((account, err)),
+            Ok(counts) => result.counts += counts,
+            Err(err) => result.failed.push((account, err)),
         }
     }
-    Ok((total, failures))
+    Ok(result)
 }
 
 /// Syncs, forever, every connected account not synced within `interval`.

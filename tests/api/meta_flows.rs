@@ -518,6 +518,19 @@ async fn a_rejected_token_marks_the_account_for_reconnection() {
             .len(),
         1
     );
+    // With every account failing, the workspace sync answers with the error itself.
+    let all = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        assert_problem(all, 502, "meta_error").await["meta_error"]["code"],
+        190
+    );
 }
 
 #[tokio::test]
