@@ -349,7 +349,8 @@ pub struct RegistrationAttempt {
     #[schema(format = Uuid)]
     pub id: String,
     pub attempted_at: DateTime<Utc>,
-    /// `succeeded` or `failed`.
+    /// `succeeded` or `failed`; `pending` while the call runs (a pending entry left by a crashed
+    /// process still counts toward Meta's limit, as the call may have reached Meta).
     pub outcome: String,
     /// The token's `sub` of whoever clicked Register.
     pub actor: String,

@@ -14,6 +14,28 @@ pub fn insert_attempt(conn: &mut DbConnection, row: &RegistrationAttemptRow) -> 
         .execute(conn)
 }
 
+/// How a register call ended.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = attempts, treat_none_as_null = true)]
+pub struct AttemptOutcome {
+    /// `succeeded` or `failed` (`pending` while the call runs, or forever if the process died in it).
+    pub outcome: &'static str,
+    pub meta_code: Option<i64>,
+    pub meta_subcode: Option<i64>,
+    pub meta_message: Option<String>,
+    pub fbtrace_id: Option<String>,
+}
+
+pub fn finish_attempt(
+    conn: &mut DbConnection,
+    id: &str,
+    outcome: &AttemptOutcome,
+) -> QueryResult<usize> {
+    diesel::update(attempts::table.filter(attempts::id.eq(id)))
+        .set(outcome)
+        .execute(conn)
+}
+
 /// Register calls for the number since `since`, oldest first.
 pub fn attempts_since(
     conn: &mut DbConnection,

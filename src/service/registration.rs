@@ -94,8 +94,10 @@ async fn run(
                 .saturating_mul(1 << (attempt - 1));
             tokio::time::sleep(Duration::from_millis(backoff)).await;
         }
+        // Into the ledger before the call: should the process die during it, the call still counts.
+        let attempt_id = start_attempt(state, caller, &claim).await?;
         outcome = state.meta.register(&token, &meta_id, &pin).await;
-        record_attempt(state, caller, &claim, outcome.as_ref().err()).await?;
+        finish_attempt(state, attempt_id, outcome.as_ref().err()).await?;
         match &outcome {
             Err(err) if err.class() == ErrorClass::Transient => continue,
             _ => break,
@@ -240,42 +242,61 @@ fn limit_reached(since: NaiveDateTime, now: NaiveDateTime, why: &str) -> ApiErro
     }
 }
 
-async fn record_attempt(
+/// Records a register call about to be made (`outcome: pending`); returns its id.
+async fn start_attempt(
     state: &AppState,
     caller: &Principal,
     claim: &Claim,
-    error: Option<&MetaError>,
-) -> Result<(), ApiError> {
-    let (code, subcode, message, fbtrace_id) = match error {
-        Some(MetaError::Api(e)) => (
-            Some(e.code),
-            e.subcode,
-            Some(e.message.clone()),
-            e.fbtrace_id.clone(),
-        ),
-        Some(other) => (None, None, Some(other.to_string()), None),
-        None => (None, None, None, None),
-    };
+) -> Result<String, ApiError> {
     let row = RegistrationAttemptRow {
         id: uuid::Uuid::new_v4().to_string(),
         workspace_id: caller.workspace_id.clone(),
         phone_number_id: claim.number.row.id.clone(),
         actor: caller.subject.clone(),
+        outcome: "pending".into(),
+        meta_code: None,
+        meta_subcode: None,
+        meta_message: None,
+        fbtrace_id: None,
+        created_at: db::now(),
+    };
+    let id = row.id.clone();
+    state
+        .db
+        .run(move |conn| Ok(registration::insert_attempt(conn, &row)?))
+        .await?;
+    Ok(id)
+}
+
+/// Records how the call ended.
+async fn finish_attempt(
+    state: &AppState,
+    id: String,
+    error: Option<&MetaError>,
+) -> Result<(), ApiError> {
+    let outcome = registration::AttemptOutcome {
         outcome: if error.is_none() {
             "succeeded"
         } else {
             "failed"
-        }
-        .into(),
-        meta_code: code,
-        meta_subcode: subcode,
-        meta_message: message,
-        fbtrace_id,
-        created_at: db::now(),
+        },
+        meta_code: error.and_then(MetaError::code),
+        meta_subcode: match error {
+            Some(MetaError::Api(e)) => e.subcode,
+            _ => None,
+        },
+        meta_message: error.map(|e| match e {
+            MetaError::Api(e) => e.message.clone(),
+            other => other.to_string(),
+        }),
+        fbtrace_id: match error {
+            Some(MetaError::Api(e)) => e.fbtrace_id.clone(),
+            _ => None,
+        },
     };
     state
         .db
-        .run(move |conn| Ok(registration::insert_attempt(conn, &row)?))
+        .run(move |conn| Ok(registration::finish_attempt(conn, &id, &outcome)?))
         .await?;
     Ok(())
 }
