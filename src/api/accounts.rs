@@ -15,9 +15,9 @@ use crate::state::AppState;
 
 /// Body of `POST /whatsapp/accounts`: either Embedded Signup's `code` (with `waba_id` and
 /// `phone_number_id` from the popup's message event, when the SPA has them), or a system-user
-/// `access_token` with its `waba_id`.
+/// `access_token` with its `waba_id`. Other keys of the popup's event data (`business_id`, ...) are
+/// accepted and ignored, so the SPA may forward that data as it came.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectAccount {
     /// The code from `FB.login`'s callback (valid for 30 seconds: send it at once).
     pub code: Option<String>,

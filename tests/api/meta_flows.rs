@@ -273,7 +273,12 @@ async fn an_embedded_signup_code_is_exchanged_the_waba_found_and_subscribed() {
     .await;
     let token = app.editor("ws");
 
-    let response = connect(&app, &token, json!({"code": "AQBx-code"})).await;
+    let response = connect(
+        &app,
+        &token,
+        json!({"code": "AQBx-code", "phone_number_id": "2001", "business_id": "4455"}),
+    )
+    .await;
 
     assert_eq!(response.status(), 201);
     let text = response.text().await.unwrap();
