@@ -103,8 +103,30 @@ async fn viewers_read_but_every_change_is_403_and_changes_nothing() {
     assert_eq!(app.get("/api/v1/audit-events", &viewer).await.status(), 200);
 
     let faq = json!({"name": "New", "responder": {"kind": "faq", "faq": {"entries": [], "fallback": "x"}}});
+    let account = app
+        .get_json(&format!("/api/v1/phone-numbers/{number}"), &editor)
+        .await["whatsapp_account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let writes = [
         (Method::POST, "/api/v1/agents".to_owned(), Some(faq)),
+        (
+            Method::POST,
+            format!("/api/v1/phone-numbers/{number}/register"),
+            None,
+        ),
+        (Method::POST, "/api/v1/phone-numbers/sync".to_owned(), None),
+        (
+            Method::POST,
+            format!("/api/v1/whatsapp/accounts/{account}/sync"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/whatsapp/accounts".to_owned(),
+            Some(json!({"waba_id": "1", "access_token": "t"})),
+        ),
         (
             Method::PATCH,
             format!("/api/v1/agents/{agent_id}"),

@@ -18,7 +18,38 @@ async fn another_workspaces_ids_are_404_on_every_endpoint() {
     let intruders_agent = app.create_agent(&intruder, "Intruder's agent").await;
     let intruders_agent_id = intruders_agent["id"].as_str().unwrap().to_owned();
 
+    let account = app
+        .get_json(&format!("/api/v1/phone-numbers/{number}"), &owner)
+        .await["whatsapp_account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let cases: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (
+            Method::POST,
+            format!("/api/v1/phone-numbers/{number}/register"),
+            None,
+            "phone_number_not_found",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/phone-numbers/{number}/registration-attempts"),
+            None,
+            "phone_number_not_found",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/phone-numbers/{number}/quality-events"),
+            None,
+            "phone_number_not_found",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/whatsapp/accounts/{account}/sync"),
+            None,
+            "account_not_found",
+        ),
         (
             Method::GET,
             format!("/api/v1/phone-numbers/{number}"),
@@ -86,6 +117,13 @@ async fn another_workspaces_ids_are_404_on_every_endpoint() {
     }
 
     // Lists and the audit trail show nothing of the other workspace, even when filtered by its ids.
+    assert_eq!(
+        app.get_json("/api/v1/whatsapp/accounts", &intruder).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let numbers = app.get_json("/api/v1/phone-numbers", &intruder).await;
     assert_eq!(numbers["data"].as_array().unwrap().len(), 1);
     assert_eq!(numbers["data"][0]["id"], json!(intruders_number));
