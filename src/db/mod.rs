@@ -88,8 +88,9 @@ impl DbUrl {
             DbUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(path)?;
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    // busy_timeout first: switching to WAL takes a lock another connection may hold.
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
@@ -224,7 +225,14 @@ fn run_migrations(url: &DbUrl) -> Result<(), String> {
             }
             result
         }
-        DbConnection::Sqlite(_) => migrate(&mut conn),
+        // SQLite is embedded: one process owns the file, so a lock within the process suffices.
+        DbConnection::Sqlite(_) => {
+            static SQLITE_MIGRATIONS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _guard = SQLITE_MIGRATIONS_LOCK
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            migrate(&mut conn)
+        }
     }
 }
 

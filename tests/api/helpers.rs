@@ -25,13 +25,13 @@ pub struct TestApp {
 }
 
 /// A database made for one test and removed after it.
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(std::path::PathBuf),
     Postgres { admin_url: String, name: String },
 }
 
 impl TestDatabase {
-    fn create() -> (Self, DbUrl) {
+    pub fn create() -> (Self, DbUrl) {
         match std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())

@@ -9,6 +9,7 @@ mod helpers;
 mod isolation;
 mod meta_client;
 mod meta_flows;
+mod migrations;
 mod openapi;
 mod phone_numbers;
 mod sandbox;
