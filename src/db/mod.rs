@@ -86,6 +86,9 @@ impl DbUrl {
                 url,
             )?)),
             DbUrl::Sqlite(path) => {
+                // Switching a new file to WAL can fail with "database is locked" without waiting
+                // on busy_timeout while another connection does the same: set up one at a time.
+                let _guard = sqlite_lock();
                 let mut conn = diesel::SqliteConnection::establish(path)?;
                 conn.batch_execute(
                     // busy_timeout first: switching to WAL takes a lock another connection may hold.
@@ -227,13 +230,16 @@ fn run_migrations(url: &DbUrl) -> Result<(), String> {
         }
         // SQLite is embedded: one process owns the file, so a lock within the process suffices.
         DbConnection::Sqlite(_) => {
-            static SQLITE_MIGRATIONS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let _guard = SQLITE_MIGRATIONS_LOCK
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _guard = sqlite_lock();
             migrate(&mut conn)
         }
     }
+}
+
+/// Serializes SQLite connection set-up and migrations within the process.
+fn sqlite_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is taken
