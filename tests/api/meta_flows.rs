@@ -832,7 +832,7 @@ async fn concurrent_clicks_make_exactly_one_call_to_meta() {
     mount_register(
         &server,
         "7501",
-        ok().set_delay(Duration::from_millis(700)),
+        ok().set_delay(Duration::from_millis(2000)),
         None,
     )
     .await;
