@@ -1018,3 +1018,66 @@ async fn with_a_meta_app_there_is_no_sandbox() {
         .unwrap();
     assert_eq!(ready["meta"], "graph");
 }
+
+#[tokio::test]
+async fn a_slow_account_does_not_hold_up_the_others() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("9501", "+1 555-000-9501", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    mount_waba(&server, "waba-fast", "EAAG-fast").await;
+    mount_numbers(
+        &server,
+        "waba-fast",
+        vec![vec![node("9601", "+1 555-000-9601", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    assert_eq!(
+        connect(
+            &app,
+            &token,
+            json!({"waba_id": "waba-fast", "access_token": "EAAG-fast"})
+        )
+        .await
+        .status(),
+        201
+    );
+    // The first account's WABA now answers slowly.
+    server.reset().await;
+    mount_waba(&server, "waba-fast", "EAAG-fast").await;
+    mount_numbers(
+        &server,
+        "waba-fast",
+        vec![vec![node("9601", "+1 555-000-9601", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"data": [node("9501", "+1 555-000-9501", "CLOUD_API", "GREEN")]}),
+                )
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+
+    let result = sync_now(&app, &token).await;
+
+    assert_eq!(result["failed_accounts"], json!([]));
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    let synced_at = |waba: &str| {
+        let account = accounts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["waba_id"] == waba)
+            .unwrap();
+        chrono::DateTime::parse_from_rfc3339(account["last_synced_at"].as_str().unwrap()).unwrap()
+    };
+    // The slow account comes first in the workspace, yet the fast one finished before it.
+    assert!(synced_at("waba-fast") < synced_at(WABA));
+}
