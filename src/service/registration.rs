@@ -62,6 +62,21 @@ async fn run(
     number_id: &str,
 ) -> Result<NumberRecord, ApiError> {
     let claim = claim(state, caller, number_id).await?;
+    let result = register_claimed(state, caller, &claim).await;
+    if let Err(err) = &result {
+        // Whatever went wrong, the failure is recorded and the number's lease released.
+        if let Err(release) = fail(state, &claim, err).await {
+            tracing::error!(error = %release, "could not release the registration lease");
+        }
+    }
+    result
+}
+
+async fn register_claimed(
+    state: &AppState,
+    caller: &Principal,
+    claim: &Claim,
+) -> Result<NumberRecord, ApiError> {
     let token = match claim
         .account
         .access_token_enc
@@ -70,13 +85,11 @@ async fn run(
     {
         Some(Ok(token)) => token,
         _ => {
-            let err = ApiError::Conflict {
+            return Err(ApiError::Conflict {
                 code: "account_needs_reconnect",
                 detail: "The number's WhatsApp account has no usable access token; reconnect the account."
                     .into(),
-            };
-            fail(state, &claim, &err).await?;
-            return Err(err);
+            });
         }
     };
     let pin = state
@@ -95,7 +108,7 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(backoff)).await;
         }
         // Into the ledger before the call: should the process die during it, the call still counts.
-        let attempt_id = start_attempt(state, caller, &claim).await?;
+        let attempt_id = start_attempt(state, caller, claim).await?;
         outcome = state.meta.register(&token, &meta_id, &pin).await;
         finish_attempt(state, attempt_id, outcome.as_ref().err()).await?;
         match &outcome {
@@ -145,7 +158,6 @@ async fn run(
             } else {
                 ApiError::Meta(err.clone())
             };
-            fail(state, &claim, &api_error).await?;
             if err.is_token_rejected() {
                 let account_id = claim.account.id.clone();
                 state
