@@ -312,6 +312,17 @@ impl TestApp {
         .await
     }
 
+    /// The number's registration ledger, newest first.
+    pub async fn ledger(&self, token: &str, number_id: &str) -> Vec<Value> {
+        let body = self
+            .get_json(
+                &format!("/api/v1/phone-numbers/{number_id}/registration-attempts"),
+                token,
+            )
+            .await;
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Audit events of the workspace, newest first.
     pub async fn audit(&self, token: &str, query: &str) -> Vec<Value> {
         let body = self

@@ -684,20 +684,13 @@ async fn a_transient_error_is_retried_with_the_same_pin() {
         calls[0]["pin"], calls[1]["pin"],
         "one PIN per number, reused on retry"
     );
-    let ledger = app
-        .get_json(
-            &format!("/api/v1/phone-numbers/{id}/registration-attempts"),
-            &token,
-        )
-        .await;
-    let outcomes: Vec<&str> = ledger["data"]
-        .as_array()
-        .unwrap()
+    let ledger = app.ledger(&token, &id).await;
+    let outcomes: Vec<&str> = ledger
         .iter()
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, vec!["succeeded", "failed"]);
-    assert_eq!(ledger["data"][1]["meta_error"]["code"], 133004);
+    assert_eq!(ledger[1]["meta_error"]["code"], 133004);
 }
 
 #[tokio::test]

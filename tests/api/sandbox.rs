@@ -47,15 +47,8 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
     assert_eq!(response.status(), 200);
     let number: Value = response.json().await.unwrap();
     assert_eq!(number["platform_type"], "CLOUD_API");
-    let ledger = app
-        .get_json(
-            &format!("/api/v1/phone-numbers/{target}/registration-attempts"),
-            &token,
-        )
-        .await;
-    let outcomes: Vec<&str> = ledger["data"]
-        .as_array()
-        .unwrap()
+    let ledger = app.ledger(&token, &target).await;
+    let outcomes: Vec<&str> = ledger
         .iter()
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
