@@ -6,6 +6,7 @@ use crate::db::models::AccountRow;
 use crate::db::{self, accounts, write_tx};
 use crate::domain::RuleError;
 use crate::error::ApiError;
+use crate::meta::TokenInfo;
 use crate::state::AppState;
 
 /// How the client proves access to a WABA.
@@ -101,11 +102,15 @@ pub async fn connect(
                 .exchange_code(&code)
                 .await
                 .map_err(ApiError::Meta)?;
-            let info = state
-                .meta
-                .inspect_token(&token)
-                .await
-                .map_err(ApiError::Meta)?;
+            // Needed to find the WABA when the SPA did not pass it; otherwise only for the expiry.
+            let info = match (state.meta.inspect_token(&token).await, &waba_id) {
+                (Ok(info), _) => info,
+                (Err(err), None) => return Err(ApiError::Meta(err)),
+                (Err(err), Some(_)) => {
+                    tracing::warn!(error = %err, "token inspection failed; connecting the WABA given");
+                    TokenInfo::default()
+                }
+            };
             let waba_id = match waba_id {
                 Some(id) => id,
                 None => info.waba_ids.first().cloned().ok_or_else(|| {
@@ -125,11 +130,16 @@ pub async fn connect(
             access_token,
         } => (access_token, waba_id, None),
     };
-    let name = state
-        .meta
-        .get_waba_name(&token, &waba_id)
-        .await
-        .map_err(ApiError::Meta)?;
+    // The name is for display only: a failure to read it does not stop the connection (the
+    // subscription and the sync below prove the token).
+    let name = match state.meta.get_waba_name(&token, &waba_id).await {
+        Ok(name) => name,
+        Err(err) if err.is_token_rejected() => return Err(ApiError::Meta(err)),
+        Err(err) => {
+            tracing::warn!(waba = %waba_id, error = %err, "could not read the WABA's name");
+            None
+        }
+    };
     // Without this subscription Meta sends no webhooks for the WABA, silently.
     state
         .meta

@@ -1074,3 +1074,45 @@ async fn a_slow_account_does_not_hold_up_the_others() {
     // The slow account comes first in the workspace, yet the fast one finished before it.
     assert!(synced_at("waba-fast") < synced_at(WABA));
 }
+
+#[tokio::test]
+async fn a_signup_with_the_waba_given_needs_neither_token_inspection_nor_the_waba_name() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "EAAB-t"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/debug_token"))
+        .respond_with(meta_error(500, 1, "An unknown error occurred", true))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{WABA}/subscribed_apps")))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![node("9701", "+1 555-000-9701", "CLOUD_API", "GREEN")]],
+    )
+    .await;
+    let token = app.editor("ws");
+
+    let response = connect(&app, &token, json!({"code": "c", "waba_id": WABA})).await;
+
+    assert_eq!(response.status(), 201);
+    let account: Value = response.json().await.unwrap();
+    assert!(account["name"].is_null());
+    assert_eq!(account["sync"]["added"], 1);
+    // Without the WABA id the inspection is needed, and its failure is Meta's error.
+    let response = connect(&app, &token, json!({"code": "c"})).await;
+    assert_eq!(
+        assert_problem(response, 502, "meta_error").await["retryable"],
+        true
+    );
+}
