@@ -119,15 +119,7 @@ async fn unknown_routes_are_404_problem_json() {
 #[tokio::test]
 async fn health_and_readiness_answer_without_a_token() {
     let app = spawn_app().await;
-    let health: serde_json::Value = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.public_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let ready = app
         .client

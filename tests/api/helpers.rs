@@ -187,6 +187,17 @@ impl TestApp {
         self.request(Method::GET, path, Some(token), None).await
     }
 
+    /// GET without a token (probes, the spec); returns the JSON body.
+    pub async fn public_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent");
+        response.json().await.expect("json body")
+    }
+
     /// GET expecting 200; returns the JSON body.
     pub async fn get_json(&self, path: &str, token: &str) -> Value {
         let response = self.get(path, token).await;

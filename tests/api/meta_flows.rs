@@ -1000,15 +1000,7 @@ async fn with_a_meta_app_there_is_no_sandbox() {
         "sandbox_off",
     )
     .await;
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.public_json("/readyz").await;
     assert_eq!(ready["meta"], "graph");
 }
 

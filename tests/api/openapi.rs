@@ -54,15 +54,7 @@ fn the_document_is_openapi_3_1_and_describes_every_endpoint() {
 #[tokio::test]
 async fn the_server_serves_the_document_and_swagger_ui() {
     let app = crate::helpers::spawn_app().await;
-    let served: serde_json::Value = app
-        .client
-        .get(format!("{}/api/v1/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: serde_json::Value = app.public_json("/api/v1/openapi.json").await;
     let expected: serde_json::Value = serde_json::from_str(&document()).unwrap();
     assert_eq!(served, expected);
     let ui = app

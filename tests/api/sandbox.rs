@@ -58,15 +58,7 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
         "the sandbox's first register call fails transiently"
     );
 
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let ready = app.public_json("/readyz").await;
     assert_eq!(ready["meta"], "sandbox");
     let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
     assert_eq!(config["mode"], "sandbox");
