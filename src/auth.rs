@@ -3,7 +3,7 @@
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Role;
+use crate::domain::{Role, WorkspaceId};
 
 /// Longest workspace id or subject accepted from a token.
 const MAX_ID: usize = 128;
@@ -21,7 +21,7 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub role: Role,
 }
 
@@ -79,7 +79,7 @@ impl TokenKeys {
         }
         Some(Principal {
             subject: claims.sub,
-            workspace_id: claims.workspace_id,
+            workspace_id: WorkspaceId(claims.workspace_id),
             role: claims.role,
         })
     }

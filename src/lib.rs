@@ -11,7 +11,6 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
-pub mod error;
 pub mod meta;
 pub mod metrics;
 pub mod service;

@@ -95,14 +95,14 @@ impl CountingMeta {
 
 #[async_trait::async_trait]
 impl MetaApi for CountingMeta {
-    fn mode(&self) -> &'static str {
+    fn mode(&self) -> crate::domain::MetaMode {
         self.inner.mode()
     }
 
     async fn list_phone_numbers(
         &self,
         token: &str,
-        waba_id: &str,
+        waba_id: &crate::domain::WabaId,
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError> {
         self.count(
@@ -114,7 +114,7 @@ impl MetaApi for CountingMeta {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &crate::domain::MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         self.count(
             "get_phone_number",
@@ -122,14 +122,18 @@ impl MetaApi for CountingMeta {
         )
     }
 
-    async fn get_waba_name(&self, token: &str, waba_id: &str) -> Result<Option<String>, MetaError> {
+    async fn get_waba_name(
+        &self,
+        token: &str,
+        waba_id: &crate::domain::WabaId,
+    ) -> Result<Option<String>, MetaError> {
         self.count("get_waba", self.inner.get_waba_name(token, waba_id).await)
     }
 
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &crate::domain::MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         self.count(
@@ -146,7 +150,11 @@ impl MetaApi for CountingMeta {
         self.count("inspect_token", self.inner.inspect_token(token).await)
     }
 
-    async fn subscribe_app(&self, token: &str, waba_id: &str) -> Result<(), MetaError> {
+    async fn subscribe_app(
+        &self,
+        token: &str,
+        waba_id: &crate::domain::WabaId,
+    ) -> Result<(), MetaError> {
         self.count(
             "subscribe_app",
             self.inner.subscribe_app(token, waba_id).await,
@@ -156,7 +164,7 @@ impl MetaApi for CountingMeta {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &crate::domain::MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         self.count(
@@ -168,7 +176,7 @@ impl MetaApi for CountingMeta {
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &crate::domain::MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError> {
         self.count(

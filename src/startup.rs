@@ -7,15 +7,14 @@ use std::time::Duration;
 use actix_web::dev::Service;
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, openapi::ApiDoc};
+use crate::api;
 use crate::auth::{Principal, TokenKeys};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
-use crate::domain::Role;
+use crate::domain::{Role, WabaId, WorkspaceId};
 use crate::meta::graph::{AppCredentials, GraphClient};
 use crate::meta::sandbox::Sandbox;
 use crate::meta::MetaApi;
@@ -71,7 +70,7 @@ impl Application {
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let data = web::Data::new(state.clone());
-        let spec = ApiDoc::openapi();
+        let spec = api::openapi::spec_json();
         let server = HttpServer::new(move || {
             let metrics = data.metrics.clone();
             App::new()
@@ -88,12 +87,13 @@ impl Application {
                 .app_data(data.clone())
                 // Before the `/api/v1` scope, which would otherwise claim `/api/v1/openapi.json`.
                 .service(
-                    SwaggerUi::new("/swagger-ui/{_:.*}").url("/api/v1/openapi.json", spec.clone()),
+                    SwaggerUi::new("/swagger-ui/{_:.*}")
+                        .external_url_unchecked("/api/v1/openapi.json", spec.clone()),
                 )
                 .configure(api::configure)
                 .route("/swagger-ui", web::get().to(to_swagger))
                 .route("/", web::get().to(to_swagger))
-                .default_service(web::to(api::not_found))
+                .default_service(web::to(api::fallback))
         })
         .workers(settings.http_workers)
         .listen(listener)
@@ -134,20 +134,20 @@ impl Application {
     /// In sandbox mode: connects the demo workspace to the sandbox's demo WABA, so its numbers fill
     /// the table at once. Re-running it re-syncs.
     pub async fn connect_sandbox_demo(&self, workspace: &str) -> Result<(), String> {
-        if self.state.meta.mode() != "sandbox" {
+        if self.state.meta.mode() != crate::domain::MetaMode::Sandbox {
             return Ok(());
         }
         let caller = Principal {
             subject: "sandbox".into(),
-            workspace_id: workspace.into(),
+            workspace_id: WorkspaceId::from(workspace),
             role: Role::Editor,
         };
         self.state
-            .ensure_workspace(workspace)
+            .ensure_workspace(&caller.workspace_id)
             .await
             .map_err(|e| e.to_string())?;
         let credentials = Credentials::SystemUserToken {
-            waba_id: crate::meta::sandbox::DEMO_WABA_ID.into(),
+            waba_id: WabaId::from(crate::meta::sandbox::DEMO_WABA_ID),
             access_token: "sandbox-demo-token".into(),
         };
         crate::service::accounts::connect(&self.state, &caller, credentials)

@@ -7,10 +7,11 @@ use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::domain::WorkspaceId;
 use crate::meta::sandbox::Sandbox;
 use crate::meta::MetaApi;
 use crate::metrics::{CountingMeta, Metrics};
+use crate::service::ServiceError;
 
 /// Shared application state, cheap to clone.
 #[derive(Clone)]
@@ -24,7 +25,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The sandbox itself when it stands in for Meta, for what only it can show (sent messages).
     pub sandbox: Option<Arc<Sandbox>>,
-    known_workspaces: Arc<Mutex<HashSet<String>>>,
+    known_workspaces: Arc<Mutex<HashSet<WorkspaceId>>>,
 }
 
 impl AppState {
@@ -56,7 +57,7 @@ impl AppState {
     }
 
     /// Creates the workspace on first sight; later calls for it cost no query.
-    pub async fn ensure_workspace(&self, id: &str) -> Result<(), ApiError> {
+    pub async fn ensure_workspace(&self, id: &WorkspaceId) -> Result<(), ServiceError> {
         if self
             .known_workspaces
             .lock()
@@ -65,12 +66,14 @@ impl AppState {
         {
             return Ok(());
         }
-        let owned = id.to_owned();
+        let owned = id.clone();
         self.db
-            .run(move |conn| Ok(crate::db::workspaces::ensure(conn, &owned)?))
+            .run(move |conn| {
+                crate::db::workspaces::ensure(conn, &owned).map_err(ServiceError::from)
+            })
             .await?;
         if let Ok(mut known) = self.known_workspaces.lock() {
-            known.insert(id.to_owned());
+            known.insert(id.clone());
         }
         Ok(())
     }

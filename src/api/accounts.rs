@@ -2,39 +2,48 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use utoipa::openapi::{RefOr, Schema};
 
 use super::auth::{Editor, Reader};
 use super::types::{
-    ConnectedAccount, SignupConfig, SyncResult, WhatsAppAccount, WhatsAppAccountList,
+    ConnectedAccount, PhoneNumber, SignupConfig, SignupExtras, SignupLoginOptions, SyncResult,
+    WhatsAppAccount, WhatsAppAccountList,
 };
-use crate::error::{ApiError, Problem};
+use super::{ApiError, Problem};
+use crate::domain::{AccountId, MetaMode};
 use crate::service::accounts::{self as service, validate_waba_id, Credentials};
 use crate::state::AppState;
 
 /// Body of `POST /whatsapp/accounts`: either Embedded Signup's `code` (with `waba_id` and
 /// `phone_number_id` from the popup's message event, when the SPA has them), or a system-user
-/// `access_token` with its `waba_id`. Other keys of the popup's event data (`business_id`, ...) are
-/// accepted and ignored, so the SPA may forward that data as it came.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `access_token` with its `waba_id`. Other keys (the popup's `business_id`, ...) are ignored, so
+/// the SPA may forward the popup's event data as it came. A null field counts as absent.
+#[derive(Debug, Deserialize)]
 pub struct ConnectAccount {
-    /// The code from `FB.login`'s callback (valid for 30 seconds: send it at once).
-    pub code: Option<String>,
-    /// The WABA id; required with `access_token`, optional with `code` (read from the token otherwise).
-    pub waba_id: Option<String>,
-    /// From the popup's FINISH event; accepted for completeness, the number arrives with the sync.
-    pub phone_number_id: Option<String>,
-    /// Write-only: a system-user token with `whatsapp_business_management` and `whatsapp_business_messaging`.
-    #[schema(write_only)]
-    pub access_token: Option<String>,
+    code: Option<String>,
+    waba_id: Option<String>,
+    access_token: Option<String>,
+    #[serde(rename = "phone_number_id")]
+    _phone_number_id: Option<String>,
+}
+
+/// A given text must hold something.
+fn given(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if v.is_empty() => {
+            Err(ApiError::Validation(format!("`{field}` must not be blank")))
+        }
+        other => Ok(other),
+    }
 }
 
 impl ConnectAccount {
     fn credentials(self) -> Result<Credentials, ApiError> {
         let waba_id = self.waba_id.as_deref().map(validate_waba_id).transpose()?;
-        let text = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        match (text(self.code), text(self.access_token)) {
+        match (
+            given("code", self.code)?,
+            given("access_token", self.access_token)?,
+        ) {
             (Some(code), None) => Ok(Credentials::SignupCode { code, waba_id }),
             (None, Some(access_token)) => {
                 let waba_id = waba_id.ok_or_else(|| {
@@ -56,11 +65,62 @@ impl ConnectAccount {
     }
 }
 
+/// The two forms, exactly as [`ConnectAccount::credentials`] accepts them.
+fn connect_schema() -> serde_json::Value {
+    let waba_id = serde_json::json!({
+        "type": "string", "pattern": r"^\s*[A-Za-z0-9_-]{1,64}\s*$",
+        "description": "Meta's WhatsApp Business Account id.", "example": "102290129340398"
+    });
+    let non_blank = |description: &str| {
+        serde_json::json!({
+            "type": "string", "minLength": 1, "pattern": r"\S", "description": description
+        })
+    };
+    serde_json::json!({
+        "description": "Finish Embedded Signup with its `code`, or connect with a system-user token. \
+            Keys other than these are ignored, so the popup's event data may be forwarded as it came; \
+            a null field counts as absent.",
+        "oneOf": [
+            {
+                "title": "ConnectWithSignupCode",
+                "type": "object",
+                "required": ["code"],
+                "properties": {
+                    "code": non_blank("The code from `FB.login`'s callback (valid for 30 seconds: send it at once)."),
+                    "waba_id": {"oneOf": [{"type": "null"}, waba_id.clone()]},
+                    "phone_number_id": {"type": ["string", "null"], "description": "From the popup's FINISH event; the number itself arrives with the sync."},
+                    "access_token": {"type": "null", "description": "Not with `code`."}
+                }
+            },
+            {
+                "title": "ConnectWithSystemUserToken",
+                "type": "object",
+                "required": ["waba_id", "access_token"],
+                "properties": {
+                    "waba_id": waba_id,
+                    "access_token": non_blank("Write-only: a system-user token with whatsapp_business_management and whatsapp_business_messaging."),
+                    "phone_number_id": {"type": ["string", "null"]},
+                    "code": {"type": "null", "description": "Not with `access_token`."}
+                }
+            }
+        ]
+    })
+}
+
+impl utoipa::PartialSchema for ConnectAccount {
+    fn schema() -> RefOr<Schema> {
+        serde_json::from_value(connect_schema()).unwrap_or_default()
+    }
+}
+
+impl utoipa::ToSchema for ConnectAccount {}
+
 /// Connect a WhatsApp Business Account, then sync its numbers.
 ///
 /// Finishes Embedded Signup (exchanges the code, finds the WABA, subscribes our app to its webhooks)
 /// or connects with a system-user token. Connecting a WABA this workspace already has replaces its
-/// token and re-syncs (`reconnected: true`). A WABA of another workspace: 409.
+/// token and re-syncs (`reconnected: true`). A WABA of another workspace: 409. The answer lists
+/// the numbers the connection added (`added_phone_numbers`).
 #[utoipa::path(
     tag = "whatsapp-accounts",
     operation_id = "connect_whatsapp_account",
@@ -72,7 +132,8 @@ impl ConnectAccount {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_connected_elsewhere`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`meta_error`: Meta refused (bad code or token, missing permission)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`signup_code_invalid`: the code expired or was used (open the popup again); `meta_permission_missing`: the token lacks a permission", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`meta_error`: Meta refused otherwise (bad token) or could not be reached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -88,6 +149,7 @@ pub async fn connect_whatsapp_account(
         account: connected.account.into(),
         reconnected: !connected.created,
         sync: connected.sync,
+        added_phone_numbers: connected.added.into_iter().map(PhoneNumber::from).collect(),
     };
     Ok(HttpResponse::Created()
         .insert_header((
@@ -125,7 +187,7 @@ pub async fn list_whatsapp_accounts(
     tag = "whatsapp-accounts",
     operation_id = "sync_whatsapp_account",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the account")),
+    params(("id" = AccountId, Path, description = "Our id of the account")),
     responses(
         (status = 200, description = "What changed", body = SyncResult),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
@@ -141,9 +203,9 @@ pub async fn list_whatsapp_accounts(
 pub async fn sync_whatsapp_account(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
+    id: web::Path<AccountId>,
 ) -> Result<web::Json<SyncResult>, ApiError> {
-    let (_, counts) = service::sync_one(&state, &caller.workspace_id, &id.to_string()).await?;
+    let (_, counts) = service::sync_one(&state, &caller.workspace_id, id.into_inner()).await?;
     Ok(web::Json(SyncResult::new(counts, Vec::new())))
 }
 
@@ -164,13 +226,31 @@ pub async fn get_signup_config(
     _caller: Reader,
 ) -> web::Json<SignupConfig> {
     let settings = &state.settings;
+    let app_id = settings.meta_app.as_ref().map(|a| a.app_id.clone());
+    let config_id = settings
+        .meta_app
+        .as_ref()
+        .and_then(|a| a.es_config_id.clone());
+    let mode = state.meta.mode();
+    let login_options = match (&app_id, &config_id, mode) {
+        (Some(_), Some(config_id), MetaMode::Graph) => Some(SignupLoginOptions {
+            config_id: config_id.clone(),
+            response_type: "code",
+            override_default_response_type: true,
+            extras: SignupExtras {
+                setup: serde_json::Map::new(),
+            },
+        }),
+        _ => None,
+    };
     web::Json(SignupConfig {
-        app_id: settings.meta_app.as_ref().map(|a| a.app_id.clone()),
-        config_id: settings
-            .meta_app
-            .as_ref()
-            .and_then(|a| a.es_config_id.clone()),
+        available: login_options.is_some(),
+        app_id,
+        config_id,
         graph_version: settings.meta_graph_version.clone(),
-        mode: state.meta.mode(),
+        mode,
+        sdk_url: "https://connect.facebook.net/en_US/sdk.js",
+        message_origin_suffix: "facebook.com",
+        login_options,
     })
 }

@@ -3,13 +3,13 @@
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::auth::{Editor, Reader};
 use super::types::{Agent, AgentList};
+use super::{ApiError, Problem};
 use crate::domain::agent::{CreateAgent, UpdateAgent};
 use crate::domain::page::PageRequest;
-use crate::error::{ApiError, Problem};
+use crate::domain::{AgentId, PhoneNumberId};
 use crate::service::agents as service;
 use crate::state::AppState;
 
@@ -19,7 +19,8 @@ use crate::state::AppState;
 pub struct AgentQuery {
     /// Matches anywhere in the name, case-insensitively (the assignment dropdown's search box).
     pub q: Option<String>,
-    /// Page size, 1–200 (default 50).
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -29,10 +30,14 @@ pub struct AgentQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetOutboundNumber {
-    /// Our id of a `CLOUD_API` number; null to clear.
-    #[serde(deserialize_with = "super::required_nullable")]
-    #[schema(value_type = Option<String>, format = Uuid, required = true)]
-    pub phone_number_id: Option<Uuid>,
+    /// Our id of a number that `can_use_as_outbound`; null to clear. (The old name of this field,
+    /// `phone_number_id`, is still read for a while.)
+    #[serde(
+        deserialize_with = "super::required_nullable",
+        alias = "phone_number_id"
+    )]
+    #[schema(required = true)]
+    pub number_id: Option<PhoneNumberId>,
 }
 
 /// List agents, sorted by name; `q` searches names.
@@ -98,7 +103,7 @@ pub async fn create_agent(
     tag = "agents",
     operation_id = "get_agent",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "The agent's id")),
+    params(("id" = AgentId, Path, description = "The agent's id")),
     responses(
         (status = 200, description = "The agent", body = Agent),
         (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -111,10 +116,10 @@ pub async fn create_agent(
 pub async fn get_agent(
     state: web::Data<AppState>,
     Reader(caller): Reader,
-    id: web::Path<Uuid>,
+    id: web::Path<AgentId>,
 ) -> Result<web::Json<Agent>, ApiError> {
     Ok(web::Json(
-        service::get(&state.db, &caller.workspace_id, &id.to_string())
+        service::get(&state.db, &caller.workspace_id, id.into_inner())
             .await?
             .into(),
     ))
@@ -127,7 +132,7 @@ pub async fn get_agent(
     tag = "agents",
     operation_id = "update_agent",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "The agent's id")),
+    params(("id" = AgentId, Path, description = "The agent's id")),
     request_body = UpdateAgent,
     responses(
         (status = 200, description = "The changed agent", body = Agent),
@@ -143,14 +148,14 @@ pub async fn get_agent(
 pub async fn update_agent(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
+    id: web::Path<AgentId>,
     body: web::Json<UpdateAgent>,
 ) -> Result<web::Json<Agent>, ApiError> {
     let record = service::update(
         &state.db,
         &state.secrets,
         &caller,
-        &id.to_string(),
+        id.into_inner(),
         body.into_inner(),
     )
     .await?;
@@ -164,7 +169,7 @@ pub async fn update_agent(
     tag = "agents",
     operation_id = "delete_agent",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "The agent's id")),
+    params(("id" = AgentId, Path, description = "The agent's id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -178,21 +183,21 @@ pub async fn update_agent(
 pub async fn delete_agent(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
+    id: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
-    service::delete(&state.db, &caller, &id.to_string()).await?;
+    service::delete(&state.db, &caller, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Pick the number this agent sends outbound WhatsApp messages from, or clear it with null.
 ///
-/// Only `CLOUD_API` numbers can be chosen (409 `number_not_cloud_api`). One number may be the
-/// outbound number of many agents.
+/// Only numbers with `can_use_as_outbound` can be chosen (409 `number_not_cloud_api`: register
+/// it first). One number may be the outbound number of many agents.
 #[utoipa::path(
     tag = "agents",
     operation_id = "set_whatsapp_outbound_number",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "The agent's id")),
+    params(("id" = AgentId, Path, description = "The agent's id")),
     request_body = SetOutboundNumber,
     responses(
         (status = 200, description = "The agent with its outbound number", body = Agent),
@@ -208,10 +213,10 @@ pub async fn delete_agent(
 pub async fn set_whatsapp_outbound_number(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
+    id: web::Path<AgentId>,
     body: web::Json<SetOutboundNumber>,
 ) -> Result<web::Json<Agent>, ApiError> {
-    let number = body.into_inner().phone_number_id.map(|n| n.to_string());
-    let record = service::set_outbound_number(&state.db, &caller, &id.to_string(), number).await?;
+    let number = body.into_inner().number_id;
+    let record = service::set_outbound_number(&state.db, &caller, id.into_inner(), number).await?;
     Ok(web::Json(record.into()))
 }

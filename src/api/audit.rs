@@ -3,13 +3,13 @@
 use actix_web::{get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 use super::auth::Reader;
 use super::types::{AuditEvent, AuditEventList};
+use super::{ApiError, Problem};
 use crate::db::audit::AuditFilter;
 use crate::domain::page::PageRequest;
-use crate::error::{ApiError, Problem};
+use crate::domain::{AgentId, PhoneNumberId};
 use crate::service::audit as service;
 use crate::state::AppState;
 
@@ -18,10 +18,13 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events about this number (our id).
-    pub phone_number_id: Option<Uuid>,
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub number_id: Option<PhoneNumberId>,
     /// Only events about this agent.
-    pub agent_id: Option<Uuid>,
-    /// Page size, 1–200 (default 50).
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub agent_id: Option<AgentId>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -49,8 +52,8 @@ pub async fn list_audit_events(
     let query = query.into_inner();
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let filter = AuditFilter {
-        phone_number_id: query.phone_number_id.map(|u| u.to_string()),
-        agent_id: query.agent_id.map(|u| u.to_string()),
+        number_id: query.number_id,
+        agent_id: query.agent_id,
     };
     let (rows, next_cursor) = service::list(&state.db, &caller.workspace_id, filter, page).await?;
     Ok(web::Json(AuditEventList {

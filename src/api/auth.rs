@@ -5,8 +5,9 @@ use actix_web::{http::header, web, FromRequest, HttpRequest};
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::api::ApiError;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -29,7 +30,9 @@ async fn authenticate(
     state: Option<web::Data<AppState>>,
     token: Option<String>,
 ) -> Result<Principal, ApiError> {
-    let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let state = state.ok_or_else(|| {
+        ApiError::Service(ServiceError::Internal("application state missing".into()))
+    })?;
     let principal = token
         .and_then(|t| state.tokens.verify(&t))
         .ok_or(ApiError::Unauthorized)?;

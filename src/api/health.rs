@@ -5,7 +5,9 @@ use diesel::connection::SimpleConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::api::{ApiError, Problem};
+use crate::domain::MetaMode;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Liveness.
@@ -22,8 +24,7 @@ pub struct Readiness {
     pub status: &'static str,
     /// `postgres` or `sqlite`.
     pub database: &'static str,
-    /// `graph` (a Meta app is configured) or `sandbox` (the built-in stand-in for Meta).
-    pub meta: &'static str,
+    pub meta: MetaMode,
 }
 
 /// The process is up.
@@ -48,9 +49,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .db
         .run(|conn| {
             conn.batch_execute("SELECT 1")
-                .map_err(|e| ApiError::Unavailable(format!("database: {e}")))
+                .map_err(|e| ServiceError::Unavailable(format!("database: {e}")))
         })
-        .await?;
+        .await
+        .map_err(ApiError::Service)?;
     Ok(HttpResponse::Ok().json(Readiness {
         status: "ready",
         database: state.db.backend(),

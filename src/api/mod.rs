@@ -4,17 +4,23 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod contract;
 pub mod health;
+pub mod me;
 pub mod openapi;
 pub mod phone_numbers;
+pub mod problem;
 pub mod sandbox;
 pub mod types;
 
+use std::sync::OnceLock;
+
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+pub use problem::{ApiError, Problem, ProblemCode};
 
 /// Largest JSON body accepted.
 pub const JSON_LIMIT: usize = 256 * 1024;
@@ -44,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(accounts::list_whatsapp_accounts)
             .service(accounts::sync_whatsapp_account)
             .service(accounts::get_signup_config)
+            .service(me::get_me)
             .service(sandbox::list_sandbox_messages)
             .service(agents::list_agents)
             .service(agents::create_agent)
@@ -55,13 +62,81 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// For everything no route matches.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let err = ApiError::NotFound {
-        code: "not_found",
-        detail: format!("No route for {} {}.", req.method(), req.path()),
+/// For everything no route matches: 405 `method_not_allowed` with `Allow` when the path exists
+/// under other methods, else 404 `not_found`.
+pub async fn fallback(req: HttpRequest) -> HttpResponse {
+    let (method, path) = (req.method().clone(), req.path().to_owned());
+    let allow = methods_of(&path);
+    let err = if allow.is_empty() {
+        ApiError::RouteNotFound(format!("{method} {path}"))
+    } else {
+        ApiError::MethodNotAllowed {
+            method,
+            path,
+            allow,
+        }
     };
-    actix_web::ResponseError::error_response(&err)
+    err.error_response()
+}
+
+/// A path template split into segments; `None` stands for a `{parameter}`.
+type Template = Vec<Option<String>>;
+
+/// The methods the server answers on `path`: the OpenAPI document's operations (the routes are
+/// checked against it by a test), plus the served spec and Swagger UI.
+fn methods_of(path: &str) -> Vec<Method> {
+    static TABLE: OnceLock<Vec<(Template, Vec<Method>)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let spec = openapi::spec_json();
+        let mut table: Vec<(Template, Vec<Method>)> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, operations)| {
+                let methods = operations
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|ops| ops.keys())
+                    .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                    .collect();
+                (split_template(template), methods)
+            })
+            .collect();
+        for fixed in ["/", "/api/v1/openapi.json", "/swagger-ui"] {
+            table.push((split_template(fixed), vec![Method::GET]));
+        }
+        table
+    });
+    if path.starts_with("/swagger-ui/") {
+        return vec![Method::GET];
+    }
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut allow: Vec<Method> = Vec::new();
+    for (template, methods) in table {
+        let matches = template.len() == segments.len()
+            && template.iter().zip(&segments).all(|(t, s)| match t {
+                Some(fixed) => fixed == s,
+                None => !s.is_empty(),
+            });
+        if matches {
+            allow.extend(
+                methods
+                    .iter()
+                    .filter(|m| !allow.contains(m))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    allow
+}
+
+fn split_template(template: &str) -> Template {
+    template
+        .trim_end_matches('/')
+        .split('/')
+        .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+        .collect()
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -3,9 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, agents, audit, health, phone_numbers, sandbox, types};
-use crate::domain::{phone_number, responder, Role};
-use crate::error::Problem;
+use super::{accounts, agents, audit, health, me, phone_numbers, sandbox, types, Problem};
+use crate::domain::{self, responder};
 
 /// The whole API.
 #[derive(OpenApi)]
@@ -17,9 +16,11 @@ use crate::error::Problem;
 Meta's phone-number id, quality rating), registration to Meta's Cloud API, the one AI agent that answers each \
 number's inbound messages, and the number each agent sends outbound messages from. Numbers are never typed in: \
 they come from Meta when an account is connected and stay current through sync.\n\n\
-Conventions: JSON with snake_case keys; timestamps RFC 3339 UTC; our ids are UUIDs. Lists are \
+Conventions: JSON with snake_case keys; timestamps RFC 3339 UTC; our ids are UUIDs; `phone_number_id` is \
+always Meta's id of a number and `number_id` our own. Lists are \
 `{\"data\": [...], \"next_cursor\": \"...\" | null}` with `?limit=` (default 50, max 200) and `?cursor=`. \
-Errors are RFC 9457 `application/problem+json` with a stable `code`. Every `/api/v1` call needs \
+Errors are RFC 9457 `application/problem+json` with a stable `code`; each response lists the codes it can \
+carry. A method a path does not support answers 405 `method_not_allowed` with `Allow`. Every `/api/v1` call needs \
 `Authorization: Bearer <JWT>` (HS256; claims `sub`, `workspace_id`, `role` = `editor` | `viewer`, `exp`); \
 anything of another workspace answers 404 exactly as if it did not exist."
     ),
@@ -45,11 +46,40 @@ anything of another workspace answers 404 exactly as if it did not exist."
         health::healthz,
         health::readyz,
         health::metrics,
+        me::get_me,
         sandbox::list_sandbox_messages,
     ),
     components(schemas(
         Problem,
-        Role,
+        super::ProblemCode,
+        domain::Role,
+        domain::QualityRating,
+        domain::PlatformType,
+        domain::RegistrationState,
+        domain::AttemptOutcome,
+        domain::QualityEventSource,
+        domain::AccountStatus,
+        domain::AuditAction,
+        domain::MetaMode,
+        domain::ResponderKind,
+        domain::BlockedReason,
+        domain::NumberSort,
+        domain::PhoneNumberId,
+        domain::AgentId,
+        domain::AccountId,
+        domain::AttemptId,
+        domain::QualityEventId,
+        domain::AuditEventId,
+        domain::WorkspaceId,
+        domain::MetaPhoneNumberId,
+        domain::WabaId,
+        crate::service::AuditDetail,
+        crate::service::sync::SyncCounts,
+        me::Me,
+        accounts::ConnectAccount,
+        types::SignupLoginOptions,
+        types::SignupExtras,
+        sandbox::SandboxMessageBody,
         types::PhoneNumber,
         types::PhoneNumberList,
         types::Registration,
@@ -69,10 +99,9 @@ anything of another workspace answers 404 exactly as if it did not exist."
         types::RegistrationAttemptList,
         types::QualityEvent,
         types::QualityEventList,
-        crate::error::MetaErrorBody,
+        super::problem::MetaErrorBody,
         sandbox::SandboxMessage,
         sandbox::SandboxMessageList,
-        phone_number::RegistrationState,
         responder::Responder,
         responder::ResponderInput,
         responder::FaqSettings,
@@ -88,6 +117,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         (name = "agents", description = "AI chat agents and the number each sends outbound messages from"),
         (name = "whatsapp-accounts", description = "Connecting WhatsApp Business Accounts (Embedded Signup or system-user token)"),
         (name = "audit", description = "Who assigned what, and when"),
+        (name = "auth", description = "Who the caller is"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -110,9 +140,16 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document as JSON: what utoipa derives, refined by [`super::contract`].
+pub fn spec_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    super::contract::refine(&mut doc);
+    doc
+}
+
 /// The document as committed: pretty JSON with a trailing newline.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut json = serde_json::to_string_pretty(&spec_json()).unwrap_or_default();
     json.push('\n');
     json
 }

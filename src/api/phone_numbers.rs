@@ -3,30 +3,36 @@
 use actix_web::{get, post, put, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::auth::{Editor, Reader};
 use super::types::{
     PhoneNumber, PhoneNumberList, QualityEvent, QualityEventList, RegistrationAttempt,
     RegistrationAttemptList, SyncResult,
 };
+use super::{ApiError, Problem};
 use crate::domain::page::PageRequest;
-use crate::domain::phone_number::{
-    parse_platform_type, parse_quality_rating, PhoneNumberFilter, Search,
-};
-use crate::error::{ApiError, Problem};
+use crate::domain::phone_number::{parse_platform_type, PhoneNumberFilter, Search};
+use crate::domain::{AccountId, AgentId, NumberSort, PhoneNumberId, QualityRating};
 use crate::service::phone_numbers as service;
 use crate::service::{registration, sync};
 use crate::state::AppState;
 
-/// Filters and paging of the Phone Numbers table.
+/// Filters, order and paging of the Phone Numbers table.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PhoneNumberQuery {
-    /// Only numbers of this platform type (`CLOUD_API`, `ON_PREMISE`, `NOT_APPLICABLE`, ...).
+    /// Only numbers of this platform type (`CLOUD_API`, `ON_PREMISE`, `NOT_APPLICABLE`, or any
+    /// other upper-case value Meta uses).
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^\s*[A-Z_]+\s*$",
+        example = "CLOUD_API"
+    )]
     pub platform_type: Option<String>,
-    /// Only numbers of this quality rating: `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
-    pub quality_rating: Option<String>,
+    /// Only numbers of this quality rating.
+    #[param(inline)]
+    pub quality_rating: Option<QualityRating>,
     /// `true`: only numbers with an inbound agent; `false`: only those without.
     pub has_inbound_agent: Option<bool>,
     /// Matches the verified name (case-insensitive, anywhere) or, when it reads as a number, the
@@ -34,9 +40,20 @@ pub struct PhoneNumberQuery {
     pub q: Option<String>,
     /// Also list numbers removed from Meta (default false).
     pub include_removed: Option<bool>,
-    /// Page size, 1–200 (default 50).
+    /// Only numbers that can (`true`) or cannot (`false`) be registered.
+    pub can_register: Option<bool>,
+    /// Only numbers agents may (`true`) or may not (`false`) use: the outbound-number dropdown.
+    pub can_use_as_outbound: Option<bool>,
+    /// Only numbers of this connected account.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub whatsapp_account_id: Option<AccountId>,
+    /// The order (default `phone_number`).
+    #[param(inline)]
+    pub sort: Option<NumberSort>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (of the same `sort`).
     pub cursor: Option<String>,
 }
 
@@ -46,8 +63,8 @@ pub struct PhoneNumberQuery {
 pub struct AssignInboundAgent {
     /// The agent to answer this number's inbound messages; null to unassign.
     #[serde(deserialize_with = "super::required_nullable")]
-    #[schema(value_type = Option<String>, format = Uuid, required = true)]
-    pub agent_id: Option<Uuid>,
+    #[schema(required = true)]
+    pub agent_id: Option<AgentId>,
 }
 
 /// List the workspace's phone numbers (the Phone Numbers table).
@@ -78,18 +95,18 @@ pub async fn list_phone_numbers(
             .as_deref()
             .map(parse_platform_type)
             .transpose()?,
-        quality_rating: query
-            .quality_rating
-            .as_deref()
-            .map(parse_quality_rating)
-            .transpose()?,
+        quality_rating: query.quality_rating,
         has_inbound_agent: query.has_inbound_agent,
         search: query.q.as_deref().and_then(Search::parse),
         include_removed: query.include_removed.unwrap_or(false),
+        whatsapp_account_id: query.whatsapp_account_id,
+        can_register: query.can_register,
+        can_use_as_outbound: query.can_use_as_outbound,
     };
+    let sort = query.sort.unwrap_or(NumberSort::PhoneNumber);
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let (records, next_cursor) =
-        service::list(&state.db, &caller.workspace_id, filter, page).await?;
+        service::list(&state.db, &caller.workspace_id, filter, sort, page).await?;
     Ok(web::Json(PhoneNumberList {
         data: records.into_iter().map(PhoneNumber::from).collect(),
         next_cursor,
@@ -101,7 +118,7 @@ pub async fn list_phone_numbers(
     tag = "phone-numbers",
     operation_id = "get_phone_number",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the number")),
+    params(("id" = PhoneNumberId, Path, description = "Our id of the number")),
     responses(
         (status = 200, description = "The number", body = PhoneNumber),
         (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -114,9 +131,9 @@ pub async fn list_phone_numbers(
 pub async fn get_phone_number(
     state: web::Data<AppState>,
     Reader(caller): Reader,
-    id: web::Path<Uuid>,
+    id: web::Path<PhoneNumberId>,
 ) -> Result<web::Json<PhoneNumber>, ApiError> {
-    let record = service::get(&state.db, &caller.workspace_id, &id.to_string()).await?;
+    let record = service::get(&state.db, &caller.workspace_id, id.into_inner()).await?;
     Ok(web::Json(record.into()))
 }
 
@@ -129,7 +146,7 @@ pub async fn get_phone_number(
     tag = "phone-numbers",
     operation_id = "assign_inbound_agent",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the number")),
+    params(("id" = PhoneNumberId, Path, description = "Our id of the number")),
     request_body = AssignInboundAgent,
     responses(
         (status = 200, description = "The number with its new inbound agent", body = PhoneNumber),
@@ -145,12 +162,12 @@ pub async fn get_phone_number(
 pub async fn assign_inbound_agent(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
+    id: web::Path<PhoneNumberId>,
     body: web::Json<AssignInboundAgent>,
 ) -> Result<HttpResponse, ApiError> {
-    let agent_id = body.into_inner().agent_id.map(|a| a.to_string());
+    let agent_id = body.into_inner().agent_id;
     let record =
-        service::assign_inbound_agent(&state.db, &caller, &id.to_string(), agent_id).await?;
+        service::assign_inbound_agent(&state.db, &caller, id.into_inner(), agent_id).await?;
     Ok(HttpResponse::Ok().json(PhoneNumber::from(record)))
 }
 
@@ -158,7 +175,8 @@ pub async fn assign_inbound_agent(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Page size, 1–200 (default 50).
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -166,16 +184,18 @@ pub struct HistoryQuery {
 
 /// Register the number to Meta's Cloud API (the Actions column's Register button).
 ///
-/// Uses the number's stored two-step PIN (made once, reused on every attempt). Transient Meta
-/// errors are retried a few times within the request; each call to Meta is an entry of the
-/// registration ledger. Meta allows 10 register calls per number in 72 hours; the 11th is refused
-/// here before Meta would block the number. Errors that need the user (wrong PIN, number not
-/// verified, expired token) come back at once with Meta's code and what to do.
+/// Uses the number's stored two-step PIN (made once, reused on every attempt). One click makes
+/// at most `registration.calls_per_click` (3) calls to Meta: transient Meta errors are retried
+/// with backoff within the request; each call is an entry of the registration ledger. Meta allows
+/// 10 register calls per number in 72 hours; the 11th is refused here before Meta would block the
+/// number. Errors that need the user (wrong PIN, number not verified, expired token) come back at
+/// once with Meta's code and what to do. Every error of this operation carries `phone_number`:
+/// the number as it now is, so the row can be redrawn without another request.
 #[utoipa::path(
     tag = "phone-numbers",
     operation_id = "register_phone_number",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the number")),
+    params(("id" = PhoneNumberId, Path, description = "Our id of the number")),
     responses(
         (status = 200, description = "Registered: `platform_type` is `CLOUD_API`, `registration.state` is `registered`", body = PhoneNumber),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
@@ -192,10 +212,20 @@ pub struct HistoryQuery {
 pub async fn register_phone_number(
     state: web::Data<AppState>,
     Editor(caller): Editor,
-    id: web::Path<Uuid>,
-) -> Result<web::Json<PhoneNumber>, ApiError> {
-    let record = registration::register(&state, &caller, &id.to_string()).await?;
-    Ok(web::Json(record.into()))
+    id: web::Path<PhoneNumberId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match registration::register(&state, &caller, id).await {
+        Ok(record) => Ok(HttpResponse::Ok().json(PhoneNumber::from(record))),
+        Err(err) => {
+            let err = ApiError::Service(err);
+            let mut problem = err.problem();
+            if let Ok(number) = service::get(&state.db, &caller.workspace_id, id).await {
+                problem.phone_number = Some(Box::new(number.into()));
+            }
+            Ok(err.response_with(problem))
+        }
+    }
 }
 
 /// The number's registration ledger: every register call made to Meta, newest first.
@@ -203,7 +233,7 @@ pub async fn register_phone_number(
     tag = "phone-numbers",
     operation_id = "list_registration_attempts",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the number"), HistoryQuery),
+    params(("id" = PhoneNumberId, Path, description = "Our id of the number"), HistoryQuery),
     responses(
         (status = 200, description = "One page of attempts", body = RegistrationAttemptList),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
@@ -216,12 +246,12 @@ pub async fn register_phone_number(
 pub async fn list_registration_attempts(
     state: web::Data<AppState>,
     Reader(caller): Reader,
-    id: web::Path<Uuid>,
+    id: web::Path<PhoneNumberId>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<RegistrationAttemptList>, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let (rows, next_cursor) =
-        service::registration_attempts(&state.db, &caller.workspace_id, &id.to_string(), page)
+        service::registration_attempts(&state.db, &caller.workspace_id, id.into_inner(), page)
             .await?;
     Ok(web::Json(RegistrationAttemptList {
         data: rows.into_iter().map(RegistrationAttempt::from).collect(),
@@ -234,7 +264,7 @@ pub async fn list_registration_attempts(
     tag = "phone-numbers",
     operation_id = "list_quality_events",
     context_path = "/api/v1",
-    params(("id" = Uuid, Path, description = "Our id of the number"), HistoryQuery),
+    params(("id" = PhoneNumberId, Path, description = "Our id of the number"), HistoryQuery),
     responses(
         (status = 200, description = "One page of quality changes", body = QualityEventList),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
@@ -247,12 +277,12 @@ pub async fn list_registration_attempts(
 pub async fn list_quality_events(
     state: web::Data<AppState>,
     Reader(caller): Reader,
-    id: web::Path<Uuid>,
+    id: web::Path<PhoneNumberId>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<QualityEventList>, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let (rows, next_cursor) =
-        service::quality_events(&state.db, &caller.workspace_id, &id.to_string(), page).await?;
+        service::quality_events(&state.db, &caller.workspace_id, id.into_inner(), page).await?;
     Ok(web::Json(QualityEventList {
         data: rows.into_iter().map(QualityEvent::from).collect(),
         next_cursor,
@@ -283,7 +313,7 @@ pub async fn sync_phone_numbers(
 ) -> Result<web::Json<SyncResult>, ApiError> {
     let mut result = sync::sync_workspace(&state, &caller.workspace_id).await?;
     if !result.failed.is_empty() && result.failed.len() == result.accounts {
-        return Err(result.failed.swap_remove(0).1);
+        return Err(result.failed.swap_remove(0).1.into());
     }
     Ok(web::Json(SyncResult::new(result.counts, result.failed)))
 }

@@ -8,20 +8,56 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Reader;
-use crate::error::{ApiError, Problem};
+use crate::api::{ApiError, Problem};
+use crate::domain::MetaPhoneNumberId;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// A message the sandbox accepted in place of Meta.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SandboxMessage {
     /// Meta's id of the sending number.
-    pub phone_number_id: String,
+    pub phone_number_id: MetaPhoneNumberId,
     /// The `wamid` the sandbox answered with.
     pub message_id: String,
     /// The body as it would have gone to `POST /{PHONE-NUMBER-ID}/messages`.
-    #[schema(value_type = Object)]
-    pub body: serde_json::Value,
+    pub body: SandboxMessageBody,
     pub sent_at: DateTime<Utc>,
+}
+
+/// A message body as Meta's `POST /{PHONE-NUMBER-ID}/messages` takes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxMessageBody {
+    /// Always `whatsapp`.
+    pub messaging_product: String,
+    /// The recipient's phone number, when sent to one.
+    pub to: Option<String>,
+    /// The recipient's business-scoped user id (BSUID), when sent to one.
+    pub recipient: Option<String>,
+    /// `text`, `template`, ... (null for a read receipt).
+    pub r#type: Option<String>,
+    /// The text of a `text` message.
+    pub text: Option<String>,
+    /// The template name of a `template` message.
+    pub template_name: Option<String>,
+    /// The whole body as sent, for everything else.
+    #[schema(value_type = Object)]
+    pub raw: serde_json::Value,
+}
+
+impl SandboxMessageBody {
+    fn of(raw: serde_json::Value) -> Self {
+        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+        SandboxMessageBody {
+            messaging_product: text(raw.get("messaging_product")).unwrap_or_default(),
+            to: text(raw.get("to")),
+            recipient: text(raw.get("recipient")),
+            r#type: text(raw.get("type")),
+            text: text(raw.get("text").and_then(|t| t.get("body"))),
+            template_name: text(raw.get("template").and_then(|t| t.get("name"))),
+            raw,
+        }
+    }
 }
 
 /// Messages the sandbox "sent" from the workspace's numbers.
@@ -49,14 +85,11 @@ pub async fn list_sandbox_messages(
     state: web::Data<AppState>,
     Reader(caller): Reader,
 ) -> Result<web::Json<SandboxMessageList>, ApiError> {
-    let sandbox = state.sandbox.clone().ok_or_else(|| ApiError::NotFound {
-        code: "sandbox_off",
-        detail: "A Meta app is configured: messages go to Meta, not to the sandbox.".into(),
-    })?;
+    let sandbox = state.sandbox.clone().ok_or(ServiceError::SandboxOff)?;
     let ws = caller.workspace_id.clone();
-    let ours: HashSet<String> = state
+    let ours: HashSet<MetaPhoneNumberId> = state
         .db
-        .run(move |conn| Ok(crate::db::phone_numbers::meta_ids(conn, &ws)?))
+        .run(move |conn| crate::db::phone_numbers::meta_ids(conn, &ws).map_err(ServiceError::from))
         .await?
         .into_iter()
         .collect();
@@ -67,7 +100,7 @@ pub async fn list_sandbox_messages(
         .map(|m| SandboxMessage {
             phone_number_id: m.phone_number_id,
             message_id: m.message_id,
-            body: m.body,
+            body: SandboxMessageBody::of(m.body),
             sent_at: m.sent_at,
         })
         .collect();

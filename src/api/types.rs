@@ -1,18 +1,24 @@
 //! Response bodies: what the SPA reads. Built from service records; nothing here holds a secret.
+//! Every field is always sent (null where empty); the OpenAPI document marks them all required.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::problem::MetaErrorBody;
 use crate::db::models::{AccountRow, AuditEventRow, QualityEventRow, RegistrationAttemptRow};
-use crate::domain::phone_number::RegistrationState;
+use crate::domain::registration::{CALLS_PER_CLICK, MAX_ATTEMPTS_IN_WINDOW};
 use crate::domain::responder::Responder;
-use crate::error::MetaErrorBody;
+use crate::domain::{
+    AccountId, AccountStatus, AgentId, AttemptId, AttemptOutcome, AuditAction, AuditEventId,
+    BlockedReason, MetaMode, MetaPhoneNumberId, PhoneNumberId, PlatformType, QualityEventId,
+    QualityEventSource, QualityRating, RegistrationState, WabaId,
+};
 use crate::service::accounts::AccountRecord;
 use crate::service::agents::AgentRecord;
 use crate::service::phone_numbers::NumberRecord;
 use crate::service::sync::SyncCounts;
-use crate::service::Ref;
+use crate::service::{AgentRef, AuditDetail, NumberRef, ServiceError};
 
 fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
@@ -21,77 +27,100 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
 /// The agent answering a number, as the WhatsApp Agent column shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentSummary {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: AgentId,
     pub name: String,
+}
+
+impl From<AgentRef> for AgentSummary {
+    fn from(r: AgentRef) -> Self {
+        AgentSummary {
+            id: r.id,
+            name: r.name,
+        }
+    }
 }
 
 /// A number as an agent shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NumberSummary {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: PhoneNumberId,
     pub display_phone_number: String,
 }
 
-impl From<Ref> for NumberSummary {
-    fn from(r: Ref) -> Self {
+impl From<NumberRef> for NumberSummary {
+    fn from(r: NumberRef) -> Self {
         NumberSummary {
             id: r.id,
-            display_phone_number: r.label,
+            display_phone_number: r.display_phone_number,
         }
     }
 }
 
-/// Where the number stands with Meta's `/register` (the Actions column).
+/// Where the number stands with Meta's `/register`: everything the Actions column decides on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Registration {
     pub state: RegistrationState,
     /// Why the last attempt failed, in words for the user; null after a success.
     pub last_error: Option<String>,
+    /// Meta's error code of the last failed call (e.g. 133005 wrong PIN); null when Meta gave none.
+    pub last_error_code: Option<i64>,
+    /// When `state` is `failed`: whether clicking Register again can help. Null otherwise.
+    pub retryable: Option<bool>,
     pub last_attempt_at: Option<DateTime<Utc>>,
-    /// Register calls in Meta's moving 72-hour window (Meta allows 10).
+    /// Register calls in Meta's moving 72-hour window.
+    #[schema(minimum = 0)]
     pub attempts_in_window: i64,
+    /// Register calls Meta allows per number in 72 hours (10); past that Meta blocks the number.
+    #[schema(minimum = 0)]
+    pub max_attempts: i64,
+    /// Calls to Meta one click of Register may make (the first, plus retries of transient errors).
+    #[schema(minimum = 1)]
+    pub calls_per_click: i64,
+    /// When Register can be clicked again, if something blocks it until a time; else null.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub blocked_reason: Option<BlockedReason>,
 }
 
 /// One WhatsApp Business phone number: a row of the Phone Numbers table.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhoneNumber {
-    /// Our id.
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: PhoneNumberId,
     /// Meta's phone-number id (the table's "ID" column).
-    pub phone_number_id: String,
+    pub phone_number_id: MetaPhoneNumberId,
     pub display_phone_number: String,
     /// The business name WhatsApp verified.
     pub verified_name: Option<String>,
-    /// `CLOUD_API`, `ON_PREMISE`, `NOT_APPLICABLE`, or any other value Meta sends.
-    #[schema(example = "CLOUD_API")]
-    pub platform_type: String,
-    /// `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
-    #[schema(example = "GREEN")]
-    pub quality_rating: String,
+    pub platform_type: PlatformType,
+    pub quality_rating: QualityRating,
     /// Meta's operating status (`CONNECTED`, `PENDING`, `FLAGGED`, ...), as Meta sends it.
+    #[schema(examples("CONNECTED", "PENDING", "FLAGGED", "RESTRICTED"))]
     pub status: Option<String>,
     /// `VERIFIED`, `NOT_VERIFIED`, `EXPIRED`, ... Not a sign of registration.
+    #[schema(examples("VERIFIED", "NOT_VERIFIED", "EXPIRED"))]
     pub code_verification_status: Option<String>,
+    #[schema(examples("APPROVED", "PENDING_REVIEW", "DECLINED"))]
     pub name_status: Option<String>,
     /// The portfolio's messaging limit, e.g. `TIER_250`.
+    #[schema(examples("TIER_250", "TIER_2K", "TIER_UNLIMITED"))]
     pub messaging_limit: Option<String>,
     /// `STANDARD`, `HIGH`, `NOT_APPLICABLE`.
+    #[schema(examples("STANDARD", "HIGH", "NOT_APPLICABLE"))]
     pub throughput_level: Option<String>,
     /// `LIVE` or `SANDBOX`.
+    #[schema(examples("LIVE", "SANDBOX"))]
     pub account_mode: Option<String>,
     /// Also on the WhatsApp Business app (coexistence): Meta registers these itself.
     pub is_on_biz_app: bool,
     pub inbound_agent: Option<AgentSummary>,
     pub registration: Registration,
-    /// True only for Cloud API numbers: show the agent picker, else "Register via Actions".
+    /// Show the agent picker (true), or "Register via Actions". Never true with `can_register`.
     pub can_assign_inbound_agent: bool,
-    /// True when the number is not yet on the Cloud API and is not a coexistence number: show Register.
+    /// Show Register: not yet on the Cloud API and not a coexistence number (`registration`
+    /// says whether something blocks it now).
     pub can_register: bool,
-    #[schema(format = Uuid)]
-    pub whatsapp_account_id: String,
+    /// Whether agents may pick this number as their outbound number.
+    pub can_use_as_outbound: bool,
+    pub whatsapp_account_id: AccountId,
     pub last_synced_at: Option<DateTime<Utc>>,
     /// Set when the number disappeared from its account in Meta; such numbers are kept for their history.
     pub removed_at: Option<DateTime<Utc>>,
@@ -102,12 +131,16 @@ pub struct PhoneNumber {
 impl From<NumberRecord> for PhoneNumber {
     fn from(record: NumberRecord) -> Self {
         let facts = record.facts();
-        let (can_assign_inbound_agent, can_register) =
-            (facts.can_assign_inbound_agent(), facts.can_register());
+        let (can_assign_inbound_agent, can_register, can_use_as_outbound) = (
+            facts.can_assign_inbound_agent(),
+            facts.can_register(),
+            facts.can_use_as_outbound(),
+        );
+        let status = record.registration;
         let row = record.row;
         PhoneNumber {
             id: row.id,
-            phone_number_id: row.phone_number_id,
+            phone_number_id: row.meta_phone_number_id,
             display_phone_number: row.display_phone_number,
             verified_name: row.verified_name,
             platform_type: row.platform_type,
@@ -119,18 +152,22 @@ impl From<NumberRecord> for PhoneNumber {
             throughput_level: row.throughput_level,
             account_mode: row.account_mode,
             is_on_biz_app: row.is_on_biz_app,
-            inbound_agent: record.inbound_agent.map(|a| AgentSummary {
-                id: a.id,
-                name: a.label,
-            }),
+            inbound_agent: record.inbound_agent.map(AgentSummary::from),
             registration: Registration {
-                state: record.registration_state,
+                state: status.state,
                 last_error: row.registration_last_error,
+                last_error_code: status.last_error_code,
+                retryable: status.retryable,
                 last_attempt_at: row.registration_last_attempt_at.map(utc),
-                attempts_in_window: record.attempts_in_window,
+                attempts_in_window: count(status.window.calls),
+                max_attempts: count(MAX_ATTEMPTS_IN_WINDOW),
+                calls_per_click: count(CALLS_PER_CLICK),
+                next_attempt_at: status.window.blocked_until.map(utc),
+                blocked_reason: status.blocked_reason,
             },
             can_assign_inbound_agent,
             can_register,
+            can_use_as_outbound,
             whatsapp_account_id: row.whatsapp_account_id,
             last_synced_at: row.last_synced_at.map(utc),
             removed_at: row.removed_at.map(utc),
@@ -138,6 +175,10 @@ impl From<NumberRecord> for PhoneNumber {
             updated_at: utc(row.updated_at),
         }
     }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A page of phone numbers.
@@ -151,8 +192,7 @@ pub struct PhoneNumberList {
 /// An AI chat agent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Agent {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: AgentId,
     pub name: String,
     pub description: Option<String>,
     pub responder: Responder,
@@ -194,29 +234,25 @@ pub struct AgentList {
 /// One entry of the audit trail.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEvent {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: AuditEventId,
     /// The token's `sub` of whoever made the change.
     pub actor: String,
-    /// `inbound_agent.assigned`, `inbound_agent.cleared`, `outbound_number.set`, `outbound_number.cleared`,
-    /// `agent.created`, `agent.updated`, `agent.deleted`.
-    pub action: String,
-    pub phone_number_id: Option<String>,
-    pub agent_id: Option<String>,
-    /// The change's particulars (previous values, names at the time).
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
+    pub action: AuditAction,
+    /// Our id of the number concerned, if any.
+    pub number_id: Option<PhoneNumberId>,
+    pub agent_id: Option<AgentId>,
+    pub detail: AuditDetail,
     pub created_at: DateTime<Utc>,
 }
 
 impl From<AuditEventRow> for AuditEvent {
     fn from(row: AuditEventRow) -> Self {
         AuditEvent {
-            detail: serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null),
+            detail: serde_json::from_str(&row.detail).unwrap_or_default(),
             id: row.id,
             actor: row.actor,
             action: row.action,
-            phone_number_id: row.phone_number_id,
+            number_id: row.number_id,
             agent_id: row.agent_id,
             created_at: utc(row.created_at),
         }
@@ -234,21 +270,19 @@ pub struct AuditEventList {
 /// A connected WhatsApp Business Account (WABA). Its access token is write-only: never shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhatsAppAccount {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: AccountId,
     /// Meta's WhatsApp Business Account id.
-    pub waba_id: String,
+    pub waba_id: WabaId,
     pub name: Option<String>,
-    /// `connected`, or `needs_reconnect` after Meta rejected the token (reconnect with a new one).
-    #[schema(example = "connected")]
-    pub status: String,
+    pub status: AccountStatus,
     /// When the token expires; null for tokens that never do.
     pub token_expires_at: Option<DateTime<Utc>>,
     pub last_synced_at: Option<DateTime<Utc>>,
     /// Why the last sync failed, in words for the user; null after a successful sync.
     pub last_sync_error: Option<String>,
-    /// Numbers of this account (not counting removed ones).
-    pub phone_numbers: i64,
+    /// How many numbers this account has (not counting removed ones).
+    #[schema(minimum = 0)]
+    pub phone_number_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -264,14 +298,14 @@ impl From<AccountRecord> for WhatsAppAccount {
             token_expires_at: row.token_expires_at.map(utc),
             last_synced_at: row.last_synced_at.map(utc),
             last_sync_error: row.last_sync_error,
-            phone_numbers: record.phone_numbers,
+            phone_number_count: record.phone_number_count,
             created_at: utc(row.created_at),
             updated_at: utc(row.updated_at),
         }
     }
 }
 
-/// The account just connected, with how its first sync went.
+/// The account just connected, with how its first sync went and the numbers it brought.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectedAccount {
     #[serde(flatten)]
@@ -280,6 +314,8 @@ pub struct ConnectedAccount {
     pub reconnected: bool,
     /// What the first sync changed; null when it failed (see `last_sync_error`).
     pub sync: Option<SyncCounts>,
+    /// The numbers this connection added to the table, as the table shows them.
+    pub added_phone_numbers: Vec<PhoneNumber>,
 }
 
 /// Connected accounts.
@@ -293,65 +329,96 @@ pub struct WhatsAppAccountList {
 /// An account whose sync failed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailedSync {
-    #[schema(format = Uuid)]
-    pub whatsapp_account_id: String,
-    pub waba_id: String,
+    pub whatsapp_account_id: AccountId,
+    pub waba_id: WabaId,
     /// The error's stable code (`meta_error`, `sync_in_progress`, ...).
-    pub code: String,
+    pub code: super::ProblemCode,
     pub detail: String,
 }
 
 /// What a sync changed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncResult {
+    #[schema(minimum = 0)]
     pub added: u64,
+    #[schema(minimum = 0)]
     pub updated: u64,
+    #[schema(minimum = 0)]
     pub removed: u64,
     /// Accounts that could not be synced (the others were).
     pub failed_accounts: Vec<FailedSync>,
 }
 
 impl SyncResult {
-    pub fn new(counts: SyncCounts, failed: Vec<(AccountRow, crate::error::ApiError)>) -> Self {
+    pub fn new(counts: SyncCounts, failed: Vec<(AccountRow, ServiceError)>) -> Self {
         SyncResult {
             added: counts.added,
             updated: counts.updated,
             removed: counts.removed,
             failed_accounts: failed
                 .into_iter()
-                .map(|(account, err)| FailedSync {
-                    whatsapp_account_id: account.id,
-                    waba_id: account.waba_id,
-                    code: err.code().to_owned(),
-                    detail: err.to_string(),
+                .map(|(account, err)| {
+                    let err = super::ApiError::Service(err);
+                    FailedSync {
+                        whatsapp_account_id: account.id,
+                        waba_id: account.waba_id,
+                        code: err.code(),
+                        detail: err.to_string(),
+                    }
                 })
                 .collect(),
         }
     }
 }
 
+/// The options object to pass to `FB.login` for Embedded Signup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupLoginOptions {
+    pub config_id: String,
+    /// Always `code`: the SPA posts the code to `POST /whatsapp/accounts` within 30 seconds.
+    #[schema(example = "code")]
+    pub response_type: &'static str,
+    /// Always true.
+    pub override_default_response_type: bool,
+    /// `{"setup": {}}`, as Meta's Embedded Signup expects.
+    pub extras: SignupExtras,
+}
+
+/// `extras` of `FB.login`'s options.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupExtras {
+    /// Prefilled setup data; empty.
+    #[schema(value_type = Object)]
+    pub setup: serde_json::Map<String, serde_json::Value>,
+}
+
 /// What the SPA needs to open Meta's Embedded Signup popup. Never a secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupConfig {
-    /// Meta app id for `FB.init`; null in sandbox mode.
+    /// Whether the Add Phone Number button can open Meta's popup: a Meta app and an Embedded
+    /// Signup configuration are set. In sandbox mode it is false; connect with any code instead.
+    pub available: bool,
+    /// Meta app id for `FB.init({appId})`; null in sandbox mode.
     pub app_id: Option<String>,
     /// Embedded Signup configuration id for `FB.login({config_id})`; null when not configured.
     pub config_id: Option<String>,
     /// Graph API version for `FB.init({version})`.
     pub graph_version: String,
-    /// `graph`, or `sandbox` (no Meta app: connect with any code or token; the sandbox answers).
-    pub mode: &'static str,
+    pub mode: MetaMode,
+    /// Where to load Meta's JavaScript SDK from.
+    pub sdk_url: &'static str,
+    /// Accept the popup's `message` events only from origins ending with this.
+    pub message_origin_suffix: &'static str,
+    /// The second argument of `FB.login`; null when `available` is false.
+    pub login_options: Option<SignupLoginOptions>,
 }
 
 /// One register call made to Meta.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegistrationAttempt {
-    #[schema(format = Uuid)]
-    pub id: String,
+    pub id: AttemptId,
     pub attempted_at: DateTime<Utc>,
-    /// `succeeded` or `failed`; `pending` while the call runs (a pending entry left by a crashed
-    /// process still counts toward Meta's limit, as the call may have reached Meta).
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// The token's `sub` of whoever clicked Register.
     pub actor: String,
     /// Meta's error, when the call failed with one.
@@ -387,19 +454,18 @@ impl From<RegistrationAttemptRow> for RegistrationAttempt {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegistrationAttemptList {
     pub data: Vec<RegistrationAttempt>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// A change of a number's quality rating.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QualityEvent {
-    #[schema(format = Uuid)]
-    pub id: String,
-    pub old_rating: Option<String>,
-    pub new_rating: String,
-    /// `sync`, `registration` or `webhook`.
-    pub source: String,
-    /// Meta's event name when a webhook gave one.
+    pub id: QualityEventId,
+    pub old_rating: Option<QualityRating>,
+    pub new_rating: QualityRating,
+    pub source: QualityEventSource,
+    /// Meta's event name when a webhook gave one (`THROUGHPUT_UPGRADE`, `FLAGGED`, ...).
     pub event: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -421,5 +487,6 @@ impl From<QualityEventRow> for QualityEvent {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QualityEventList {
     pub data: Vec<QualityEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }

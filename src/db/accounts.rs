@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::models::AccountRow;
 use super::schema::whatsapp_accounts as accounts;
 use super::DbConnection;
+use crate::domain::{AccountId, AccountStatus, WabaId, WorkspaceId};
 
 pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> QueryResult<usize> {
     diesel::insert_into(accounts::table)
@@ -13,7 +14,11 @@ pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> QueryResult<usize> {
         .execute(conn)
 }
 
-pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Option<AccountRow>> {
+pub fn get(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    id: AccountId,
+) -> QueryResult<Option<AccountRow>> {
     accounts::table
         .filter(accounts::workspace_id.eq(workspace))
         .filter(accounts::id.eq(id))
@@ -23,7 +28,7 @@ pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Op
 }
 
 /// The account holding `waba_id`, in whichever workspace (a WABA is connected to one workspace only).
-pub fn by_waba(conn: &mut DbConnection, waba_id: &str) -> QueryResult<Option<AccountRow>> {
+pub fn by_waba(conn: &mut DbConnection, waba_id: &WabaId) -> QueryResult<Option<AccountRow>> {
     accounts::table
         .filter(accounts::waba_id.eq(waba_id))
         .select(AccountRow::as_select())
@@ -32,7 +37,7 @@ pub fn by_waba(conn: &mut DbConnection, waba_id: &str) -> QueryResult<Option<Acc
 }
 
 /// The workspace's accounts, oldest first.
-pub fn list(conn: &mut DbConnection, workspace: &str) -> QueryResult<Vec<AccountRow>> {
+pub fn list(conn: &mut DbConnection, workspace: &WorkspaceId) -> QueryResult<Vec<AccountRow>> {
     accounts::table
         .filter(accounts::workspace_id.eq(workspace))
         .order((accounts::created_at.asc(), accounts::id.asc()))
@@ -43,7 +48,7 @@ pub fn list(conn: &mut DbConnection, workspace: &str) -> QueryResult<Vec<Account
 /// Replaces the token of a re-connected account and marks it connected.
 pub fn replace_token(
     conn: &mut DbConnection,
-    id: &str,
+    id: AccountId,
     token_enc: &str,
     expires_at: Option<NaiveDateTime>,
     name: Option<&str>,
@@ -54,7 +59,7 @@ pub fn replace_token(
             accounts::access_token_enc.eq(token_enc),
             accounts::token_expires_at.eq(expires_at),
             accounts::name.eq(name),
-            accounts::status.eq("connected"),
+            accounts::status.eq(AccountStatus::Connected),
             accounts::updated_at.eq(now),
         ))
         .execute(conn)
@@ -63,7 +68,7 @@ pub fn replace_token(
 /// Takes the account's sync lease unless another sync holds it; true when taken.
 pub fn claim_sync(
     conn: &mut DbConnection,
-    id: &str,
+    id: AccountId,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
@@ -83,9 +88,9 @@ pub fn claim_sync(
 /// rejected the token.
 pub fn finish_sync(
     conn: &mut DbConnection,
-    id: &str,
+    id: AccountId,
     error: Option<&str>,
-    status: &str,
+    status: AccountStatus,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let synced_at = if error.is_none() { Some(now) } else { None };
@@ -114,12 +119,12 @@ pub fn finish_sync(
 /// Marks the account as needing reconnection (Meta rejected its token).
 pub fn mark_needs_reconnect(
     conn: &mut DbConnection,
-    id: &str,
+    id: AccountId,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(accounts::table.filter(accounts::id.eq(id)))
         .set((
-            accounts::status.eq("needs_reconnect"),
+            accounts::status.eq(AccountStatus::NeedsReconnect),
             accounts::updated_at.eq(now),
         ))
         .execute(conn)
@@ -132,7 +137,7 @@ pub fn due_for_sync(
     before: NaiveDateTime,
 ) -> QueryResult<Vec<AccountRow>> {
     accounts::table
-        .filter(accounts::status.eq("connected"))
+        .filter(accounts::status.eq(AccountStatus::Connected))
         .filter(
             accounts::last_synced_at
                 .is_null()
@@ -147,14 +152,26 @@ pub fn due_for_sync(
 /// Numbers (not removed) per account of the workspace.
 pub fn number_counts(
     conn: &mut DbConnection,
-    workspace: &str,
-) -> QueryResult<std::collections::HashMap<String, i64>> {
+    workspace: &WorkspaceId,
+) -> QueryResult<std::collections::HashMap<AccountId, i64>> {
     use super::schema::phone_numbers as numbers;
-    let rows: Vec<(String, i64)> = numbers::table
+    let rows: Vec<(AccountId, i64)> = numbers::table
         .filter(numbers::workspace_id.eq(workspace))
         .filter(numbers::removed_at.is_null())
         .group_by(numbers::whatsapp_account_id)
         .select((numbers::whatsapp_account_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The status of each account of the workspace.
+pub fn statuses(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+) -> QueryResult<std::collections::HashMap<AccountId, AccountStatus>> {
+    let rows: Vec<(AccountId, AccountStatus)> = accounts::table
+        .filter(accounts::workspace_id.eq(workspace))
+        .select((accounts::id, accounts::status))
         .load(conn)?;
     Ok(rows.into_iter().collect())
 }

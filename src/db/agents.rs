@@ -7,17 +7,18 @@ use super::phone_numbers::contains_pattern;
 use super::schema::agents;
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
+use crate::domain::{AgentId, WorkspaceId};
 
 /// One page of a workspace's agents, by folded name then id; `name_key` narrows to names containing it.
 pub fn list(
     conn: &mut DbConnection,
-    workspace: &str,
+    workspace: &WorkspaceId,
     name_key: Option<&str>,
     page: &PageRequest,
 ) -> QueryResult<Vec<AgentRow>> {
     use agents::dsl as a;
     let mut query = a::agents
-        .filter(a::workspace_id.eq(workspace.to_owned()))
+        .filter(a::workspace_id.eq(workspace.clone()))
         .select(AgentRow::as_select())
         .into_boxed::<MultiBackend>();
     if let Some(key) = name_key {
@@ -36,7 +37,11 @@ pub fn list(
         .load(conn)
 }
 
-pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Option<AgentRow>> {
+pub fn get(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    id: AgentId,
+) -> QueryResult<Option<AgentRow>> {
     agents::table
         .filter(agents::workspace_id.eq(workspace))
         .filter(agents::id.eq(id))
@@ -48,9 +53,9 @@ pub fn get(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<Op
 /// `(id, name)` of the given agents of the workspace.
 pub fn names(
     conn: &mut DbConnection,
-    workspace: &str,
-    ids: &[String],
-) -> QueryResult<Vec<(String, String)>> {
+    workspace: &WorkspaceId,
+    ids: &[AgentId],
+) -> QueryResult<Vec<(AgentId, String)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -67,8 +72,8 @@ pub fn insert(conn: &mut DbConnection, row: &AgentRow) -> QueryResult<usize> {
 
 pub fn update(
     conn: &mut DbConnection,
-    workspace: &str,
-    id: &str,
+    workspace: &WorkspaceId,
+    id: AgentId,
     changes: &AgentChanges,
 ) -> QueryResult<usize> {
     diesel::update(
@@ -80,7 +85,7 @@ pub fn update(
     .execute(conn)
 }
 
-pub fn delete(conn: &mut DbConnection, workspace: &str, id: &str) -> QueryResult<usize> {
+pub fn delete(conn: &mut DbConnection, workspace: &WorkspaceId, id: AgentId) -> QueryResult<usize> {
     diesel::delete(
         agents::table
             .filter(agents::workspace_id.eq(workspace))

@@ -6,6 +6,7 @@ use super::models::AuditEventRow;
 use super::schema::audit_events;
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
+use crate::domain::{AgentId, AuditEventId, PhoneNumberId, WorkspaceId};
 
 pub fn insert(conn: &mut DbConnection, row: &AuditEventRow) -> QueryResult<usize> {
     diesel::insert_into(audit_events::table)
@@ -16,28 +17,28 @@ pub fn insert(conn: &mut DbConnection, row: &AuditEventRow) -> QueryResult<usize
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    pub phone_number_id: Option<String>,
-    pub agent_id: Option<String>,
+    pub number_id: Option<PhoneNumberId>,
+    pub agent_id: Option<AgentId>,
 }
 
 /// Newest first. The cursor key is the RFC 3339 time of the last event shown.
 pub fn list(
     conn: &mut DbConnection,
-    workspace: &str,
+    workspace: &WorkspaceId,
     filter: &AuditFilter,
-    after: Option<(chrono::NaiveDateTime, String)>,
+    after: Option<(chrono::NaiveDateTime, AuditEventId)>,
     page: &PageRequest,
 ) -> QueryResult<Vec<AuditEventRow>> {
     use audit_events::dsl as e;
     let mut query = e::audit_events
-        .filter(e::workspace_id.eq(workspace.to_owned()))
+        .filter(e::workspace_id.eq(workspace.clone()))
         .select(AuditEventRow::as_select())
         .into_boxed::<MultiBackend>();
-    if let Some(number) = &filter.phone_number_id {
-        query = query.filter(e::phone_number_id.eq(number.clone()));
+    if let Some(number) = filter.number_id {
+        query = query.filter(e::number_id.eq(number));
     }
-    if let Some(agent) = &filter.agent_id {
-        query = query.filter(e::agent_id.eq(agent.clone()));
+    if let Some(agent) = filter.agent_id {
+        query = query.filter(e::agent_id.eq(agent));
     }
     if let Some((at, id)) = after {
         query = query.filter(

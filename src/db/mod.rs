@@ -1,8 +1,11 @@
 //! Storage: one diesel `MultiConnection` over PostgreSQL and SQLite, an r2d2 pool, embedded
-//! migrations, and the repository functions (one module per table group).
+//! migrations, the repository functions (one module per table group), and [`types`], where ids and
+//! closed sets become column text.
 //!
-//! Every repository function takes the caller's workspace id and filters by it: a row of
-//! another workspace is indistinguishable from a row that does not exist.
+//! Repository functions return diesel's `QueryResult`. Those that look rows up on behalf of a
+//! caller take the caller's `WorkspaceId` and filter by it, so a row of another workspace is
+//! indistinguishable from one that does not exist; those that act on a row the service already
+//! loaded through such a lookup (sync, registration) go by the row's own id.
 
 pub mod accounts;
 pub mod agents;
@@ -11,6 +14,7 @@ pub mod models;
 pub mod phone_numbers;
 pub mod registration;
 pub mod schema;
+pub mod types;
 pub mod workspaces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +27,6 @@ use diesel::connection::{
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-
-use crate::error::ApiError;
 
 /// The one connection type the repository layer is written against.
 #[derive(diesel::MultiConnection)]
@@ -134,6 +136,17 @@ impl ManageConnection for Manager {
     }
 }
 
+/// Why a connection could not be had, or the blocking task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The blocking task panicked or was cancelled.
+    #[error("{0}")]
+    Task(String),
+}
+
 /// The pool, plus the means to run blocking diesel work off the async executor.
 #[derive(Clone)]
 pub struct Db {
@@ -182,20 +195,21 @@ impl Db {
     }
 
     /// Runs `f` with a pooled connection on tokio's blocking thread pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn: PooledConnection<Manager> = pool
                 .get()
-                .map_err(|e| ApiError::Unavailable(format!("database pool: {e}")))?;
+                .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
             f(&mut conn)
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("database task failed: {e}")))?
+        .map_err(|e| DbError::Task(format!("database task failed: {e}")))?
     }
 }
 

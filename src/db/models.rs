@@ -3,6 +3,15 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::domain::ids::{
+    AccountId, AgentId, AttemptId, AuditEventId, MetaPhoneNumberId, PhoneNumberId, QualityEventId,
+    WabaId, WorkspaceId,
+};
+use crate::domain::vocabulary::{
+    AccountStatus, AttemptOutcome, AuditAction, PlatformType, QualityEventSource, QualityRating,
+    RegistrationState, ResponderKind,
+};
+
 use super::schema::{
     agents, audit_events, phone_numbers, quality_events, registration_attempts, whatsapp_accounts,
     workspaces,
@@ -11,22 +20,21 @@ use super::schema::{
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = workspaces)]
 pub struct WorkspaceRow {
-    pub id: String,
+    pub id: WorkspaceId,
     pub created_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = whatsapp_accounts)]
 pub struct AccountRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub waba_id: String,
+    pub id: AccountId,
+    pub workspace_id: WorkspaceId,
+    pub waba_id: WabaId,
     pub name: Option<String>,
     /// The account's Meta access token, encrypted.
     pub access_token_enc: Option<String>,
     pub token_expires_at: Option<NaiveDateTime>,
-    /// `connected`, or `needs_reconnect` after Meta rejected the token.
-    pub status: String,
+    pub status: AccountStatus,
     pub last_synced_at: Option<NaiveDateTime>,
     pub last_sync_error: Option<String>,
     /// Set while a sync runs, so replicas and overlapping requests do not sync the same account at once.
@@ -38,18 +46,18 @@ pub struct AccountRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agents)]
 pub struct AgentRow {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: AgentId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     /// `name` folded for case-insensitive search and uniqueness (see `domain::search_key`).
     pub name_key: String,
     pub description: Option<String>,
-    pub responder_kind: String,
+    pub responder_kind: ResponderKind,
     /// The responder's settings as JSON, without its secret.
     pub responder_config: String,
     /// The responder's secret (API key or webhook secret), encrypted.
     pub responder_secret_enc: Option<String>,
-    pub outbound_phone_number_id: Option<String>,
+    pub outbound_number_id: Option<PhoneNumberId>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -61,27 +69,29 @@ pub struct AgentChanges {
     pub name: Option<String>,
     pub name_key: Option<String>,
     pub description: Option<Option<String>>,
-    pub responder_kind: Option<String>,
+    pub responder_kind: Option<ResponderKind>,
     pub responder_config: Option<String>,
     pub responder_secret_enc: Option<Option<String>>,
-    pub outbound_phone_number_id: Option<Option<String>>,
+    pub outbound_number_id: Option<Option<PhoneNumberId>>,
     pub updated_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = phone_numbers)]
 pub struct PhoneNumberRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub whatsapp_account_id: String,
-    pub phone_number_id: String,
+    pub id: PhoneNumberId,
+    pub workspace_id: WorkspaceId,
+    pub whatsapp_account_id: AccountId,
+    pub meta_phone_number_id: MetaPhoneNumberId,
     pub display_phone_number: String,
     /// `display_phone_number` with everything but digits removed: Meta writes numbers both ways.
     pub display_digits: String,
     pub verified_name: Option<String>,
     pub verified_name_key: String,
-    pub platform_type: String,
-    pub quality_rating: String,
+    pub platform_type: PlatformType,
+    pub quality_rating: QualityRating,
+    /// `quality_rating.rank()`, stored for the table's quality sort.
+    pub quality_rank: i32,
     pub status: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
@@ -89,9 +99,13 @@ pub struct PhoneNumberRow {
     pub throughput_level: Option<String>,
     pub account_mode: Option<String>,
     pub is_on_biz_app: bool,
-    pub inbound_agent_id: Option<String>,
-    pub registration_state: String,
+    pub inbound_agent_id: Option<AgentId>,
+    /// Our record of the last attempt (`not_registered`, `registered` or `failed`); what the API
+    /// reports is derived from it and Meta's facts (`domain::phone_number`).
+    pub registration_state: RegistrationState,
     pub registration_last_error: Option<String>,
+    /// Meta's code of the last failed call, when Meta gave one.
+    pub registration_last_error_code: Option<i64>,
     pub registration_last_attempt_at: Option<NaiveDateTime>,
     pub registration_lease_until: Option<NaiveDateTime>,
     pub pin_enc: Option<String>,
@@ -104,11 +118,11 @@ pub struct PhoneNumberRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = registration_attempts)]
 pub struct RegistrationAttemptRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub phone_number_id: String,
+    pub id: AttemptId,
+    pub workspace_id: WorkspaceId,
+    pub number_id: PhoneNumberId,
     pub actor: String,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub meta_code: Option<i64>,
     pub meta_subcode: Option<i64>,
     pub meta_message: Option<String>,
@@ -119,12 +133,12 @@ pub struct RegistrationAttemptRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
 pub struct AuditEventRow {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: AuditEventId,
+    pub workspace_id: WorkspaceId,
     pub actor: String,
-    pub action: String,
-    pub phone_number_id: Option<String>,
-    pub agent_id: Option<String>,
+    pub action: AuditAction,
+    pub number_id: Option<PhoneNumberId>,
+    pub agent_id: Option<AgentId>,
     /// JSON object with the action's particulars (previous and new values).
     pub detail: String,
     pub created_at: NaiveDateTime,
@@ -133,13 +147,12 @@ pub struct AuditEventRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = quality_events)]
 pub struct QualityEventRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub phone_number_id: String,
-    pub old_rating: Option<String>,
-    pub new_rating: String,
-    /// `sync` or `webhook`.
-    pub source: String,
+    pub id: QualityEventId,
+    pub workspace_id: WorkspaceId,
+    pub number_id: PhoneNumberId,
+    pub old_rating: Option<QualityRating>,
+    pub new_rating: QualityRating,
+    pub source: QualityEventSource,
     /// Meta's event name when a webhook said (`FLAGGED`, `THROUGHPUT_UPGRADE`, ...).
     pub event: Option<String>,
     pub created_at: NaiveDateTime,
@@ -153,8 +166,10 @@ pub struct MetaFields {
     pub display_digits: String,
     pub verified_name: Option<String>,
     pub verified_name_key: String,
-    pub platform_type: String,
-    pub quality_rating: String,
+    pub platform_type: PlatformType,
+    pub quality_rating: QualityRating,
+    /// `quality_rating.rank()`, stored for the table's quality sort.
+    pub quality_rank: i32,
     pub status: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
@@ -173,7 +188,8 @@ impl MetaFields {
             verified_name: row.verified_name.clone(),
             verified_name_key: row.verified_name_key.clone(),
             platform_type: row.platform_type.clone(),
-            quality_rating: row.quality_rating.clone(),
+            quality_rating: row.quality_rating,
+            quality_rank: row.quality_rank,
             status: row.status.clone(),
             code_verification_status: row.code_verification_status.clone(),
             name_status: row.name_status.clone(),

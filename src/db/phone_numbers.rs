@@ -1,16 +1,17 @@
 //! Phone-number rows. Numbers come from Meta (sync); nothing here deletes one.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDateTime;
-use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use super::models::{MetaFields, PhoneNumberRow};
 use super::schema::{phone_numbers, registration_attempts};
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
-use crate::domain::phone_number::PhoneNumberFilter;
+use crate::domain::phone_number::{PhoneNumberFilter, THROUGHPUT_NOT_APPLICABLE};
+use crate::domain::{
+    AccountId, AgentId, MetaPhoneNumberId, NumberSort, PhoneNumberId, PlatformType,
+    RegistrationState, WorkspaceId,
+};
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
 pub fn contains_pattern(text: &str) -> String {
@@ -26,16 +27,66 @@ pub fn contains_pattern(text: &str) -> String {
     out
 }
 
-/// One page of a workspace's numbers, ordered by number (digits), then id.
+/// Keyset paging on `column` then id, ascending or descending, from `after`'s key (parsed by `key`).
+macro_rules! ordered_page {
+    ($query:ident, $page:expr, $column:expr, $desc:expr, $key:expr) => {{
+        if let Some(after) = &$page.after {
+            let key = $key(&after.key)?;
+            let id = after.id.clone();
+            $query = if $desc {
+                $query.filter(
+                    $column
+                        .lt(key.clone())
+                        .or($column.eq(key).and(p::id.lt(id))),
+                )
+            } else {
+                $query.filter(
+                    $column
+                        .gt(key.clone())
+                        .or($column.eq(key).and(p::id.gt(id))),
+                )
+            };
+        }
+        $query = if $desc {
+            $query.order(($column.desc(), p::id.desc()))
+        } else {
+            $query.order(($column.asc(), p::id.asc()))
+        };
+    }};
+}
+
+fn text_key(key: &str) -> QueryResult<String> {
+    Ok(key.to_owned())
+}
+
+fn rank_key(key: &str) -> QueryResult<i32> {
+    key.parse()
+        .map_err(|_| diesel::result::Error::DeserializationError("cursor rank".into()))
+}
+
+/// The cursor key of a row under `sort` (what [`list`] compares against).
+pub fn sort_key(row: &PhoneNumberRow, sort: NumberSort) -> String {
+    use NumberSort as S;
+    match sort {
+        S::PhoneNumber | S::PhoneNumberDesc => row.display_digits.clone(),
+        S::VerifiedName | S::VerifiedNameDesc => row.verified_name_key.clone(),
+        S::PlatformType | S::PlatformTypeDesc => row.platform_type.as_str().to_owned(),
+        S::PhoneNumberId | S::PhoneNumberIdDesc => row.meta_phone_number_id.to_string(),
+        S::QualityRating | S::QualityRatingDesc => row.quality_rank.to_string(),
+    }
+}
+
+/// One page of a workspace's numbers, in `sort` order, then by id.
 pub fn list(
     conn: &mut DbConnection,
-    workspace: &str,
+    workspace: &WorkspaceId,
     filter: &PhoneNumberFilter,
+    sort: NumberSort,
     page: &PageRequest,
 ) -> QueryResult<Vec<PhoneNumberRow>> {
     use phone_numbers::dsl as p;
     let mut query = p::phone_numbers
-        .filter(p::workspace_id.eq(workspace.to_owned()))
+        .filter(p::workspace_id.eq(workspace.clone()))
         .select(PhoneNumberRow::as_select())
         .into_boxed::<MultiBackend>();
     if !filter.include_removed {
@@ -44,12 +95,57 @@ pub fn list(
     if let Some(platform) = &filter.platform_type {
         query = query.filter(p::platform_type.eq(platform.clone()));
     }
-    if let Some(rating) = &filter.quality_rating {
-        query = query.filter(p::quality_rating.eq(rating.clone()));
+    if let Some(rating) = filter.quality_rating {
+        query = query.filter(p::quality_rating.eq(rating));
+    }
+    if let Some(account) = filter.whatsapp_account_id {
+        query = query.filter(p::whatsapp_account_id.eq(account));
     }
     match filter.has_inbound_agent {
         Some(true) => query = query.filter(p::inbound_agent_id.is_not_null()),
         Some(false) => query = query.filter(p::inbound_agent_id.is_null()),
+        None => {}
+    }
+    // The SQL form of `domain::phone_number::NumberFacts::needs_registration`; `IS NOT NULL AND`
+    // keeps a NULL throughput from turning the whole test NULL.
+    let throughput_na = p::throughput_level
+        .is_not_null()
+        .and(p::throughput_level.eq(THROUGHPUT_NOT_APPLICABLE));
+    let off_cloud = p::platform_type
+        .ne(PlatformType::CloudApi)
+        .or(throughput_na);
+    match filter.can_register {
+        Some(true) => {
+            query = query.filter(
+                p::removed_at
+                    .is_null()
+                    .and(p::is_on_biz_app.eq(false))
+                    .and(off_cloud),
+            )
+        }
+        Some(false) => {
+            query = query.filter(
+                p::removed_at
+                    .is_not_null()
+                    .or(p::is_on_biz_app.eq(true))
+                    .or(diesel::dsl::not(off_cloud)),
+            )
+        }
+        None => {}
+    }
+    // `NumberFacts::is_usable_for_agents`: on the Cloud API, not removed, not waiting for Register
+    // (coexistence numbers never wait for Register).
+    let usable = p::platform_type
+        .eq(PlatformType::CloudApi)
+        .and(p::removed_at.is_null())
+        .and(
+            p::is_on_biz_app
+                .eq(true)
+                .or(diesel::dsl::not(throughput_na)),
+        );
+    match filter.can_use_as_outbound {
+        Some(true) => query = query.filter(usable),
+        Some(false) => query = query.filter(diesel::dsl::not(usable)),
         None => {}
     }
     if let Some(search) = &filter.search {
@@ -65,24 +161,42 @@ pub fn list(
             None => query.filter(by_name),
         };
     }
-    if let Some(after) = &page.after {
-        query = query.filter(
-            p::display_digits.gt(after.key.clone()).or(p::display_digits
-                .eq(after.key.clone())
-                .and(p::id.gt(after.id.clone()))),
-        );
+    let desc = sort.descending();
+    match sort {
+        NumberSort::PhoneNumber | NumberSort::PhoneNumberDesc => {
+            ordered_page!(query, page, p::display_digits, desc, text_key)
+        }
+        NumberSort::VerifiedName | NumberSort::VerifiedNameDesc => {
+            ordered_page!(query, page, p::verified_name_key, desc, text_key)
+        }
+        NumberSort::PlatformType | NumberSort::PlatformTypeDesc => {
+            ordered_page!(query, page, p::platform_type, desc, |k: &str| Ok::<
+                _,
+                diesel::result::Error,
+            >(
+                PlatformType::from_meta(k)
+            ))
+        }
+        NumberSort::PhoneNumberId | NumberSort::PhoneNumberIdDesc => {
+            ordered_page!(query, page, p::meta_phone_number_id, desc, |k: &str| Ok::<
+                _,
+                diesel::result::Error,
+            >(
+                MetaPhoneNumberId::from(k)
+            ))
+        }
+        NumberSort::QualityRating | NumberSort::QualityRatingDesc => {
+            ordered_page!(query, page, p::quality_rank, desc, rank_key)
+        }
     }
-    query
-        .order((p::display_digits.asc(), p::id.asc()))
-        .limit(page.fetch_limit())
-        .load(conn)
+    query.limit(page.fetch_limit()).load(conn)
 }
 
 /// One number of the workspace.
 pub fn get(
     conn: &mut DbConnection,
-    workspace: &str,
-    id: &str,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
 ) -> QueryResult<Option<PhoneNumberRow>> {
     phone_numbers::table
         .filter(phone_numbers::workspace_id.eq(workspace))
@@ -95,9 +209,9 @@ pub fn get(
 /// `(id, display_phone_number)` of the given numbers of the workspace.
 pub fn display_numbers(
     conn: &mut DbConnection,
-    workspace: &str,
-    ids: &[String],
-) -> QueryResult<Vec<(String, String)>> {
+    workspace: &WorkspaceId,
+    ids: &[PhoneNumberId],
+) -> QueryResult<Vec<(PhoneNumberId, String)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -111,13 +225,13 @@ pub fn display_numbers(
 /// `(agent id, number id, display_phone_number)` for every number answered by one of `agent_ids`.
 pub fn inbound_numbers_of(
     conn: &mut DbConnection,
-    workspace: &str,
-    agent_ids: &[String],
-) -> QueryResult<Vec<(String, String, String)>> {
+    workspace: &WorkspaceId,
+    agent_ids: &[AgentId],
+) -> QueryResult<Vec<(AgentId, PhoneNumberId, String)>> {
     if agent_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(Option<String>, String, String)> = phone_numbers::table
+    let rows: Vec<(Option<AgentId>, PhoneNumberId, String)> = phone_numbers::table
         .filter(phone_numbers::workspace_id.eq(workspace))
         .filter(phone_numbers::inbound_agent_id.eq_any(agent_ids))
         .order((phone_numbers::display_digits.asc(), phone_numbers::id.asc()))
@@ -136,9 +250,9 @@ pub fn inbound_numbers_of(
 /// Sets (or clears) the number's inbound agent.
 pub fn set_inbound_agent(
     conn: &mut DbConnection,
-    workspace: &str,
-    id: &str,
-    agent_id: Option<&str>,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
+    agent_id: Option<AgentId>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
@@ -156,11 +270,11 @@ pub fn set_inbound_agent(
 /// Clears `agent_id` from every number it answers; returns the numbers it answered.
 pub fn clear_inbound_agent(
     conn: &mut DbConnection,
-    workspace: &str,
-    agent_id: &str,
+    workspace: &WorkspaceId,
+    agent_id: AgentId,
     now: NaiveDateTime,
-) -> QueryResult<Vec<(String, String)>> {
-    let numbers: Vec<(String, String)> = phone_numbers::table
+) -> QueryResult<Vec<(PhoneNumberId, String)>> {
+    let numbers: Vec<(PhoneNumberId, String)> = phone_numbers::table
         .filter(phone_numbers::workspace_id.eq(workspace))
         .filter(phone_numbers::inbound_agent_id.eq(agent_id))
         .select((phone_numbers::id, phone_numbers::display_phone_number))
@@ -171,29 +285,31 @@ pub fn clear_inbound_agent(
             .filter(phone_numbers::inbound_agent_id.eq(agent_id)),
     )
     .set((
-        phone_numbers::inbound_agent_id.eq(None::<String>),
+        phone_numbers::inbound_agent_id.eq(None::<AgentId>),
         phone_numbers::updated_at.eq(now),
     ))
     .execute(conn)?;
     Ok(numbers)
 }
 
-/// Register calls per number since `since` (Meta's moving 72-hour window), for the given numbers.
-pub fn attempts_since(
+/// Register calls since `since` of the given numbers: `(number, when, Meta's error code)`.
+pub fn calls_since(
     conn: &mut DbConnection,
-    ids: &[String],
+    ids: &[PhoneNumberId],
     since: NaiveDateTime,
-) -> QueryResult<HashMap<String, i64>> {
+) -> QueryResult<Vec<(PhoneNumberId, NaiveDateTime, Option<i64>)>> {
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
-    let rows: Vec<(String, i64)> = registration_attempts::table
-        .filter(registration_attempts::phone_number_id.eq_any(ids))
+    registration_attempts::table
+        .filter(registration_attempts::number_id.eq_any(ids))
         .filter(registration_attempts::created_at.gt(since))
-        .group_by(registration_attempts::phone_number_id)
-        .select((registration_attempts::phone_number_id, count_star()))
-        .load(conn)?;
-    Ok(rows.into_iter().collect())
+        .select((
+            registration_attempts::number_id,
+            registration_attempts::created_at,
+            registration_attempts::meta_code,
+        ))
+        .load(conn)
 }
 
 /// Inserts a number row as is (sync decides what the row holds).
@@ -204,7 +320,10 @@ pub fn insert(conn: &mut DbConnection, row: &PhoneNumberRow) -> QueryResult<usiz
 }
 
 /// Every number of an account, removed ones included.
-pub fn for_account(conn: &mut DbConnection, account_id: &str) -> QueryResult<Vec<PhoneNumberRow>> {
+pub fn for_account(
+    conn: &mut DbConnection,
+    account_id: AccountId,
+) -> QueryResult<Vec<PhoneNumberRow>> {
     phone_numbers::table
         .filter(phone_numbers::whatsapp_account_id.eq(account_id))
         .select(PhoneNumberRow::as_select())
@@ -214,13 +333,13 @@ pub fn for_account(conn: &mut DbConnection, account_id: &str) -> QueryResult<Vec
 /// Numbers with the given Meta ids, in any account (a number can move between WABAs).
 pub fn by_meta_ids(
     conn: &mut DbConnection,
-    meta_ids: &[String],
+    meta_ids: &[MetaPhoneNumberId],
 ) -> QueryResult<Vec<PhoneNumberRow>> {
     if meta_ids.is_empty() {
         return Ok(Vec::new());
     }
     phone_numbers::table
-        .filter(phone_numbers::phone_number_id.eq_any(meta_ids))
+        .filter(phone_numbers::meta_phone_number_id.eq_any(meta_ids))
         .select(PhoneNumberRow::as_select())
         .load(conn)
 }
@@ -228,8 +347,8 @@ pub fn by_meta_ids(
 /// Stores what Meta says about the number; also moves it to `account_id` and un-removes it.
 pub fn update_from_meta(
     conn: &mut DbConnection,
-    id: &str,
-    account_id: &str,
+    id: PhoneNumberId,
+    account_id: AccountId,
     fields: &MetaFields,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
@@ -247,7 +366,7 @@ pub fn update_from_meta(
 /// Marks numbers as seen by a sync without other changes.
 pub fn touch_synced(
     conn: &mut DbConnection,
-    ids: &[String],
+    ids: &[PhoneNumberId],
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     if ids.is_empty() {
@@ -261,7 +380,7 @@ pub fn touch_synced(
 /// Marks numbers gone from Meta as removed; their rows, history and audit trail stay.
 pub fn mark_removed(
     conn: &mut DbConnection,
-    ids: &[String],
+    ids: &[PhoneNumberId],
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     if ids.is_empty() {
@@ -279,8 +398,8 @@ pub fn mark_removed(
 /// A single conditional UPDATE, so two processes cannot both take it.
 pub fn claim_registration(
     conn: &mut DbConnection,
-    workspace: &str,
-    id: &str,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
@@ -305,15 +424,16 @@ pub fn claim_registration(
 /// Ends an attempt: records its outcome and releases the lease.
 pub fn finish_registration(
     conn: &mut DbConnection,
-    id: &str,
-    state: &str,
-    last_error: Option<&str>,
+    id: PhoneNumberId,
+    state: RegistrationState,
+    last_error: Option<(&str, Option<i64>)>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
         .set((
             phone_numbers::registration_state.eq(state),
-            phone_numbers::registration_last_error.eq(last_error),
+            phone_numbers::registration_last_error.eq(last_error.map(|(text, _)| text)),
+            phone_numbers::registration_last_error_code.eq(last_error.and_then(|(_, code)| code)),
             phone_numbers::registration_lease_until.eq(None::<NaiveDateTime>),
             phone_numbers::updated_at.eq(now),
         ))
@@ -321,7 +441,11 @@ pub fn finish_registration(
 }
 
 /// Stores the number's PIN unless it already has one; returns the stored (encrypted) PIN.
-pub fn ensure_pin(conn: &mut DbConnection, id: &str, new_pin_enc: &str) -> QueryResult<String> {
+pub fn ensure_pin(
+    conn: &mut DbConnection,
+    id: PhoneNumberId,
+    new_pin_enc: &str,
+) -> QueryResult<String> {
     diesel::update(
         phone_numbers::table
             .filter(phone_numbers::id.eq(id))
@@ -337,16 +461,23 @@ pub fn ensure_pin(conn: &mut DbConnection, id: &str, new_pin_enc: &str) -> Query
 }
 
 /// Gives the row Meta's new id for the same number (deleted and added again in Meta).
-pub fn set_meta_id(conn: &mut DbConnection, id: &str, meta_id: &str) -> QueryResult<usize> {
+pub fn set_meta_id(
+    conn: &mut DbConnection,
+    id: PhoneNumberId,
+    meta_id: &MetaPhoneNumberId,
+) -> QueryResult<usize> {
     diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
-        .set(phone_numbers::phone_number_id.eq(meta_id))
+        .set(phone_numbers::meta_phone_number_id.eq(meta_id))
         .execute(conn)
 }
 
 /// Meta's ids of the workspace's numbers.
-pub fn meta_ids(conn: &mut DbConnection, workspace: &str) -> QueryResult<Vec<String>> {
+pub fn meta_ids(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+) -> QueryResult<Vec<MetaPhoneNumberId>> {
     phone_numbers::table
         .filter(phone_numbers::workspace_id.eq(workspace))
-        .select(phone_numbers::phone_number_id)
+        .select(phone_numbers::meta_phone_number_id)
         .load(conn)
 }

@@ -7,6 +7,7 @@ use super::models::{QualityEventRow, RegistrationAttemptRow};
 use super::schema::{quality_events, registration_attempts as attempts};
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
+use crate::domain::{AttemptId, AttemptOutcome, PhoneNumberId, QualityEventId, WorkspaceId};
 
 pub fn insert_attempt(conn: &mut DbConnection, row: &RegistrationAttemptRow) -> QueryResult<usize> {
     diesel::insert_into(attempts::table)
@@ -17,9 +18,9 @@ pub fn insert_attempt(conn: &mut DbConnection, row: &RegistrationAttemptRow) -> 
 /// How a register call ended.
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = attempts, treat_none_as_null = true)]
-pub struct AttemptOutcome {
+pub struct AttemptFinish {
     /// `succeeded` or `failed` (`pending` while the call runs, or forever if the process died in it).
-    pub outcome: &'static str,
+    pub outcome: AttemptOutcome,
     pub meta_code: Option<i64>,
     pub meta_subcode: Option<i64>,
     pub meta_message: Option<String>,
@@ -28,39 +29,25 @@ pub struct AttemptOutcome {
 
 pub fn finish_attempt(
     conn: &mut DbConnection,
-    id: &str,
-    outcome: &AttemptOutcome,
+    id: AttemptId,
+    outcome: &AttemptFinish,
 ) -> QueryResult<usize> {
     diesel::update(attempts::table.filter(attempts::id.eq(id)))
         .set(outcome)
         .execute(conn)
 }
 
-/// Register calls for the number since `since`, oldest first.
-pub fn attempts_since(
-    conn: &mut DbConnection,
-    phone_number_id: &str,
-    since: NaiveDateTime,
-) -> QueryResult<Vec<RegistrationAttemptRow>> {
-    attempts::table
-        .filter(attempts::phone_number_id.eq(phone_number_id))
-        .filter(attempts::created_at.gt(since))
-        .order((attempts::created_at.asc(), attempts::id.asc()))
-        .select(RegistrationAttemptRow::as_select())
-        .load(conn)
-}
-
 /// The ledger of one number, newest first.
 pub fn list_attempts(
     conn: &mut DbConnection,
-    workspace: &str,
-    phone_number_id: &str,
-    after: Option<(NaiveDateTime, String)>,
+    workspace: &WorkspaceId,
+    number_id: PhoneNumberId,
+    after: Option<(NaiveDateTime, AttemptId)>,
     page: &PageRequest,
 ) -> QueryResult<Vec<RegistrationAttemptRow>> {
     let mut query = attempts::table
-        .filter(attempts::workspace_id.eq(workspace.to_owned()))
-        .filter(attempts::phone_number_id.eq(phone_number_id.to_owned()))
+        .filter(attempts::workspace_id.eq(workspace.clone()))
+        .filter(attempts::number_id.eq(number_id))
         .select(RegistrationAttemptRow::as_select())
         .into_boxed::<MultiBackend>();
     if let Some((at, id)) = after {
@@ -85,15 +72,15 @@ pub fn insert_quality_event(conn: &mut DbConnection, row: &QualityEventRow) -> Q
 /// Quality history of one number, newest first.
 pub fn list_quality_events(
     conn: &mut DbConnection,
-    workspace: &str,
-    phone_number_id: &str,
-    after: Option<(NaiveDateTime, String)>,
+    workspace: &WorkspaceId,
+    number_id: PhoneNumberId,
+    after: Option<(NaiveDateTime, QualityEventId)>,
     page: &PageRequest,
 ) -> QueryResult<Vec<QualityEventRow>> {
     use quality_events::dsl as q;
     let mut query = q::quality_events
-        .filter(q::workspace_id.eq(workspace.to_owned()))
-        .filter(q::phone_number_id.eq(phone_number_id.to_owned()))
+        .filter(q::workspace_id.eq(workspace.clone()))
+        .filter(q::number_id.eq(number_id))
         .select(QualityEventRow::as_select())
         .into_boxed::<MultiBackend>();
     if let Some((at, id)) = after {

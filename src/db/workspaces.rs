@@ -5,9 +5,10 @@ use diesel::prelude::*;
 use super::models::WorkspaceRow;
 use super::schema::workspaces;
 use super::{is_unique_violation, DbConnection};
+use crate::domain::WorkspaceId;
 
 /// Creates the workspace unless it exists. Safe to race: a duplicate insert is ignored.
-pub fn ensure(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+pub fn ensure(conn: &mut DbConnection, id: &WorkspaceId) -> QueryResult<()> {
     let exists = workspaces::table
         .filter(workspaces::id.eq(id))
         .count()
@@ -17,7 +18,7 @@ pub fn ensure(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
         return Ok(());
     }
     let row = WorkspaceRow {
-        id: id.to_owned(),
+        id: id.clone(),
         created_at: super::now(),
     };
     match diesel::insert_into(workspaces::table)

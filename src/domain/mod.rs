@@ -2,9 +2,15 @@
 //! registration state is read, what a valid agent looks like, and how lists are paged.
 
 pub mod agent;
+pub mod ids;
 pub mod page;
 pub mod phone_number;
+pub mod registration;
 pub mod responder;
+pub mod vocabulary;
+
+pub use ids::*;
+pub use vocabulary::*;
 
 /// A broken rule: the caller asked for something the product does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,14 +18,14 @@ pub enum RuleError {
     /// Input that does not describe a valid thing (a bad name, an empty keyword, ...).
     #[error("{0}")]
     Invalid(String),
-    /// Only Cloud API numbers can answer inbound messages or send outbound ones.
+    /// Only numbers fully on the Cloud API can answer inbound messages or send outbound ones.
     #[error(
-        "{display} is not on the WhatsApp Cloud API (platform type {platform_type}). \
+        "{display} is not ready on the WhatsApp Cloud API (platform type {platform_type}). \
          Register it first with POST /api/v1/phone-numbers/{{id}}/register (the Register action), then try again."
     )]
     NotCloudApi {
         display: String,
-        platform_type: String,
+        platform_type: PlatformType,
     },
     /// The number was removed in Meta Business Manager; it is kept for its history only.
     #[error("{display} was removed from its WhatsApp Business Account in Meta and can no longer be used.")]
@@ -37,24 +43,6 @@ pub fn digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Who may change things in a workspace.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May read and change everything in the workspace.
-    Editor,
-    /// May only read.
-    Viewer,
-}
-
-impl Role {
-    pub fn can_write(self) -> bool {
-        matches!(self, Role::Editor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,11 +57,5 @@ mod tests {
     fn search_key_folds_case_beyond_ascii() {
         assert_eq!(search_key("  Ärger Support "), "ärger support");
         assert_eq!(search_key("SALES"), search_key("sales"));
-    }
-
-    #[test]
-    fn only_editors_write() {
-        assert!(Role::Editor.can_write());
-        assert!(!Role::Viewer.can_write());
     }
 }

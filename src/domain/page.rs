@@ -58,25 +58,30 @@ impl PageRequest {
         Ok(PageRequest { limit, after })
     }
 
-    /// For lists newest first: the cursor's key read as the RFC 3339 time of the last row shown.
-    pub fn time_after(&self) -> Result<Option<(chrono::NaiveDateTime, String)>, RuleError> {
+    /// For lists newest first: the cursor's key read as the RFC 3339 time of the last row shown,
+    /// and its id as the row's id.
+    pub fn time_after<I: std::str::FromStr>(
+        &self,
+    ) -> Result<Option<(chrono::NaiveDateTime, I)>, RuleError> {
+        let invalid = || RuleError::Invalid("`cursor` is not a cursor this API returned".into());
         match &self.after {
             None => Ok(None),
-            Some(cursor) => chrono::DateTime::parse_from_rfc3339(&cursor.key)
-                .map(|at| Some((at.naive_utc(), cursor.id.clone())))
-                .map_err(|_| {
-                    RuleError::Invalid("`cursor` is not a cursor this API returned".into())
-                }),
+            Some(cursor) => {
+                let at =
+                    chrono::DateTime::parse_from_rfc3339(&cursor.key).map_err(|_| invalid())?;
+                let id = cursor.id.parse().map_err(|_| invalid())?;
+                Ok(Some((at.naive_utc(), id)))
+            }
         }
     }
 
     /// The cursor of a row in a newest-first list.
-    pub fn time_cursor(at: chrono::NaiveDateTime, id: &str) -> Cursor {
+    pub fn time_cursor(at: chrono::NaiveDateTime, id: impl std::fmt::Display) -> Cursor {
         Cursor {
             key: at
                 .and_utc()
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            id: id.to_owned(),
+            id: id.to_string(),
         }
     }
 

@@ -2,58 +2,18 @@
 
 use chrono::NaiveDateTime;
 
+use super::registration::WindowUse;
+use super::vocabulary::{BlockedReason, PlatformType, QualityRating, RegistrationState};
 use super::RuleError;
 
-/// Meta's platform type for numbers on the Cloud API, the only kind that can send and answer.
-pub const CLOUD_API: &str = "CLOUD_API";
 /// Meta's throughput level for a number that is registered with neither API.
 pub const THROUGHPUT_NOT_APPLICABLE: &str = "NOT_APPLICABLE";
-
-/// Quality ratings as the API reports them. Meta also sends `NA` for new numbers; that is `UNKNOWN`.
-pub const QUALITY_RATINGS: [&str; 4] = ["GREEN", "YELLOW", "RED", "UNKNOWN"];
-
-/// Maps whatever Meta sends as a quality rating onto the four values the API promises.
-pub fn normalize_quality_rating(raw: Option<&str>) -> &'static str {
-    match raw.map(|r| r.trim().to_ascii_uppercase()).as_deref() {
-        Some("GREEN") | Some("HIGH") => "GREEN",
-        Some("YELLOW") | Some("MEDIUM") => "YELLOW",
-        Some("RED") | Some("LOW") => "RED",
-        _ => "UNKNOWN",
-    }
-}
-
-/// The registration states the API reports.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrationState {
-    /// Not on the Cloud API yet: the Register action is offered.
-    NotRegistered,
-    /// A register call to Meta is running now.
-    Registering,
-    /// On the Cloud API (or a coexistence number, which Meta registers itself).
-    Registered,
-    /// The last attempt failed; `last_error` says why and whether retrying helps.
-    Failed,
-}
-
-impl RegistrationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistrationState::NotRegistered => "not_registered",
-            RegistrationState::Registering => "registering",
-            RegistrationState::Registered => "registered",
-            RegistrationState::Failed => "failed",
-        }
-    }
-}
 
 /// The facts about a number that the rules read.
 #[derive(Debug, Clone, Copy)]
 pub struct NumberFacts<'a> {
     pub display: &'a str,
-    pub platform_type: &'a str,
+    pub platform_type: &'a PlatformType,
     pub throughput_level: Option<&'a str>,
     pub is_on_biz_app: bool,
     pub removed: bool,
@@ -61,7 +21,7 @@ pub struct NumberFacts<'a> {
 
 impl NumberFacts<'_> {
     pub fn is_cloud_api(&self) -> bool {
-        self.platform_type == CLOUD_API
+        *self.platform_type == PlatformType::CloudApi
     }
 
     /// Whether the Register action applies. Judged from `platform_type` and `throughput.level`,
@@ -73,14 +33,48 @@ impl NumberFacts<'_> {
             && (!self.is_cloud_api() || self.throughput_level == Some(THROUGHPUT_NOT_APPLICABLE))
     }
 
-    /// The Agent column: only Cloud API numbers that still exist can answer inbound messages.
+    /// Whether the number can answer and send: on the Cloud API, not removed, and not still
+    /// waiting for Register (a `CLOUD_API` number whose throughput is `NOT_APPLICABLE` is not
+    /// registered yet; Register wins, so `can_register` and this are never both true).
+    pub fn is_usable_for_agents(&self) -> bool {
+        self.is_cloud_api() && !self.removed && !self.needs_registration()
+    }
+
+    /// The Agent column: show the agent picker, else "Register via Actions".
     pub fn can_assign_inbound_agent(&self) -> bool {
-        self.is_cloud_api() && !self.removed
+        self.is_usable_for_agents()
+    }
+
+    /// The agents' outbound-number dropdown lists exactly these numbers.
+    pub fn can_use_as_outbound(&self) -> bool {
+        self.is_usable_for_agents()
     }
 
     /// The Actions column: Register is offered when the number is not yet on the Cloud API.
     pub fn can_register(&self) -> bool {
         self.needs_registration()
+    }
+
+    /// Why Register cannot be used now, if something blocks it; `None` also for numbers that
+    /// need no registration (on the Cloud API already).
+    pub fn blocked_reason(
+        &self,
+        window: &WindowUse,
+        account_needs_reconnect: bool,
+    ) -> Option<BlockedReason> {
+        if self.removed {
+            Some(BlockedReason::Removed)
+        } else if self.is_on_biz_app {
+            Some(BlockedReason::Coexistence)
+        } else if !self.needs_registration() {
+            None
+        } else if account_needs_reconnect {
+            Some(BlockedReason::AccountNeedsReconnect)
+        } else if window.blocked_until.is_some() {
+            Some(BlockedReason::LimitReached)
+        } else {
+            None
+        }
     }
 
     /// Checks that the number may be the inbound agent's number or an agent's outbound number.
@@ -90,10 +84,10 @@ impl NumberFacts<'_> {
                 display: self.display.to_owned(),
             });
         }
-        if !self.is_cloud_api() {
+        if !self.is_usable_for_agents() {
             return Err(RuleError::NotCloudApi {
                 display: self.display.to_owned(),
-                platform_type: self.platform_type.to_owned(),
+                platform_type: self.platform_type.clone(),
             });
         }
         Ok(())
@@ -103,7 +97,7 @@ impl NumberFacts<'_> {
     /// `stored` is our last recorded state; `lease_until` is set while an attempt runs.
     pub fn registration_state(
         &self,
-        stored: &str,
+        stored: RegistrationState,
         lease_until: Option<NaiveDateTime>,
         now: NaiveDateTime,
     ) -> RegistrationState {
@@ -114,8 +108,7 @@ impl NumberFacts<'_> {
             return RegistrationState::Registered;
         }
         match stored {
-            "failed" => RegistrationState::Failed,
-            "registered" if !self.needs_registration() => RegistrationState::Registered,
+            RegistrationState::Failed => RegistrationState::Failed,
             _ => RegistrationState::NotRegistered,
         }
     }
@@ -125,10 +118,10 @@ impl NumberFacts<'_> {
 mod tests {
     use super::*;
 
-    fn facts(platform_type: &str) -> NumberFacts<'_> {
+    fn facts(platform_type: &str) -> NumberFacts<'static> {
         NumberFacts {
             display: "+1 555-555-0100",
-            platform_type,
+            platform_type: Box::leak(Box::new(PlatformType::from_meta(platform_type))),
             throughput_level: Some("STANDARD"),
             is_on_biz_app: false,
             removed: false,
@@ -177,6 +170,31 @@ mod tests {
             ..facts("CLOUD_API")
         };
         assert!(odd.can_register());
+        assert!(!odd.can_assign_inbound_agent() && !odd.can_use_as_outbound());
+        assert!(matches!(
+            odd.ensure_usable_for_agents(),
+            Err(RuleError::NotCloudApi { .. })
+        ));
+    }
+
+    #[test]
+    fn register_and_the_agent_picker_are_never_offered_together() {
+        for platform in ["CLOUD_API", "ON_PREMISE", "NOT_APPLICABLE", "SOMETHING_NEW"] {
+            for throughput in [None, Some("STANDARD"), Some("NOT_APPLICABLE")] {
+                for (is_on_biz_app, removed) in [(false, false), (true, false), (false, true)] {
+                    let f = NumberFacts {
+                        throughput_level: throughput,
+                        is_on_biz_app,
+                        removed,
+                        ..facts(platform)
+                    };
+                    assert!(
+                        !(f.can_register() && f.can_assign_inbound_agent()),
+                        "{platform} {throughput:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -188,7 +206,7 @@ mod tests {
         assert!(!coex.can_register());
         let now = chrono::Utc::now().naive_utc();
         assert_eq!(
-            coex.registration_state("not_registered", None, now),
+            coex.registration_state(RegistrationState::NotRegistered, None, now),
             RegistrationState::Registered
         );
     }
@@ -201,51 +219,47 @@ mod tests {
         let cloud = facts("CLOUD_API");
         let onprem = facts("ON_PREMISE");
         assert_eq!(
-            cloud.registration_state("not_registered", None, now),
+            cloud.registration_state(RegistrationState::NotRegistered, None, now),
             RegistrationState::Registered
         );
         assert_eq!(
-            onprem.registration_state("not_registered", None, now),
+            onprem.registration_state(RegistrationState::NotRegistered, None, now),
             RegistrationState::NotRegistered
         );
         assert_eq!(
-            onprem.registration_state("failed", None, now),
+            onprem.registration_state(RegistrationState::Failed, None, now),
             RegistrationState::Failed
         );
         assert_eq!(
-            onprem.registration_state("failed", Some(later), now),
+            onprem.registration_state(RegistrationState::Failed, Some(later), now),
             RegistrationState::Registering
         );
         // An expired lease (a crashed attempt) does not keep the number "registering" forever.
         assert_eq!(
-            onprem.registration_state("registering", Some(earlier), now),
+            onprem.registration_state(RegistrationState::Registering, Some(earlier), now),
             RegistrationState::NotRegistered
         );
         // Meta is the truth: a number we registered that Meta now reports off the Cloud API needs Register again.
         assert_eq!(
-            onprem.registration_state("registered", None, now),
+            onprem.registration_state(RegistrationState::Registered, None, now),
             RegistrationState::NotRegistered
         );
-    }
-
-    #[test]
-    fn quality_ratings_from_meta_are_normalized() {
-        assert_eq!(normalize_quality_rating(Some("GREEN")), "GREEN");
-        assert_eq!(normalize_quality_rating(Some("yellow")), "YELLOW");
-        assert_eq!(normalize_quality_rating(Some("NA")), "UNKNOWN");
-        assert_eq!(normalize_quality_rating(Some("SOMETHING_NEW")), "UNKNOWN");
-        assert_eq!(normalize_quality_rating(None), "UNKNOWN");
     }
 }
 
 /// The table's filters, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PhoneNumberFilter {
-    pub platform_type: Option<String>,
-    pub quality_rating: Option<String>,
+    pub platform_type: Option<PlatformType>,
+    pub quality_rating: Option<QualityRating>,
     pub has_inbound_agent: Option<bool>,
     pub search: Option<Search>,
     pub include_removed: bool,
+    pub whatsapp_account_id: Option<super::AccountId>,
+    /// Numbers that can (`true`) or cannot (`false`) be registered now.
+    pub can_register: Option<bool>,
+    /// Numbers that can (`true`) or cannot (`false`) answer and send.
+    pub can_use_as_outbound: Option<bool>,
 }
 
 /// A `q` search: by verified name (folded), and by number when `q` reads as a phone number.
@@ -274,31 +288,18 @@ impl Search {
 }
 
 /// Checks a `platform_type` filter: Meta's values are upper-case words (`CLOUD_API`, `ON_PREMISE`, ...).
-pub fn parse_platform_type(value: &str) -> Result<String, RuleError> {
+pub fn parse_platform_type(value: &str) -> Result<PlatformType, RuleError> {
     let value = value.trim();
     if !value.is_empty()
         && value.len() <= 64
         && value.chars().all(|c| c.is_ascii_uppercase() || c == '_')
     {
-        Ok(value.to_owned())
+        Ok(PlatformType::from_meta(value))
     } else {
         Err(RuleError::Invalid(format!(
             "`platform_type` must be a Meta platform type such as CLOUD_API, ON_PREMISE or NOT_APPLICABLE, not `{value}`"
         )))
     }
-}
-
-/// Checks a `quality_rating` filter against the four values the API reports.
-pub fn parse_quality_rating(value: &str) -> Result<String, RuleError> {
-    QUALITY_RATINGS
-        .iter()
-        .find(|r| **r == value.trim())
-        .map(|r| (*r).to_owned())
-        .ok_or_else(|| {
-            RuleError::Invalid(format!(
-                "`quality_rating` must be one of GREEN, YELLOW, RED, UNKNOWN, not `{value}`"
-            ))
-        })
 }
 
 #[cfg(test)]
@@ -316,9 +317,10 @@ mod filter_tests {
 
     #[test]
     fn filters_reject_values_outside_their_vocabulary() {
-        assert_eq!(parse_platform_type("CLOUD_API").unwrap(), "CLOUD_API");
+        assert_eq!(
+            parse_platform_type("CLOUD_API").unwrap(),
+            PlatformType::CloudApi
+        );
         assert!(parse_platform_type("cloud api").is_err());
-        assert_eq!(parse_quality_rating("RED").unwrap(), "RED");
-        assert!(parse_quality_rating("PURPLE").is_err());
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::RuleError;
+use super::{ResponderKind, RuleError};
 
 const MAX_TEXT: usize = 4096;
 
@@ -61,11 +61,11 @@ pub enum Responder {
 }
 
 impl Responder {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ResponderKind {
         match self {
-            Responder::Faq { .. } => "faq",
-            Responder::Openai { .. } => "openai",
-            Responder::Webhook { .. } => "webhook",
+            Responder::Faq { .. } => ResponderKind::Faq,
+            Responder::Openai { .. } => ResponderKind::Openai,
+            Responder::Webhook { .. } => ResponderKind::Webhook,
         }
     }
 }

@@ -2,6 +2,64 @@
 
 use serde_json::Value;
 
+/// Meta's error codes this service acts on, by name (reference §2, §6).
+pub mod codes {
+    /// Could not authenticate the app user: the token is expired or invalidated.
+    pub const AUTH_EXCEPTION: i64 = 0;
+    /// Access token expired or invalid.
+    pub const TOKEN_INVALID: i64 = 190;
+    /// Invalid request or possible server error.
+    pub const UNKNOWN: i64 = 1;
+    /// Temporary downtime or overload.
+    pub const TEMPORARY: i64 = 2;
+    pub const CAPABILITY: i64 = 3;
+    /// App-level rate limit.
+    pub const APP_RATE_LIMIT: i64 = 4;
+    /// Permission not granted or removed.
+    pub const PERMISSION_DENIED: i64 = 10;
+    pub const USER_RATE_LIMIT: i64 = 17;
+    pub const PAGE_RATE_LIMIT: i64 = 32;
+    /// The business phone number has been deleted.
+    pub const NUMBER_DELETED: i64 = 33;
+    /// Unsupported or misspelled parameter (also: an expired or used authorization code).
+    pub const INVALID_PARAMETER: i64 = 100;
+    /// Permission errors span 200 to 299.
+    pub const PERMISSIONS: std::ops::RangeInclusive<i64> = 200..=299;
+    /// WABA restricted or disabled for a policy violation.
+    pub const POLICY_RESTRICTED: i64 = 368;
+    pub const CUSTOM_RATE_LIMIT: i64 = 613;
+    pub const WABA_RATE_LIMIT: i64 = 80007;
+    pub const WABA_TOO_MANY_CALLS: i64 = 80008;
+    pub const THROUGHPUT_REACHED: i64 = 130429;
+    pub const UNKNOWN_MESSAGE_ERROR: i64 = 131000;
+    pub const SERVICE_UNAVAILABLE: i64 = 131016;
+    pub const ACCOUNT_LOCKED: i64 = 131031;
+    pub const NOT_REGISTERED_CERTIFICATE: i64 = 131045;
+    pub const SPAM_RATE_LIMIT: i64 = 131048;
+    pub const PAIR_RATE_LIMIT: i64 = 131056;
+    pub const MAINTENANCE_MODE: i64 = 131057;
+    /// A previous deregistration failed: deregister, then register.
+    pub const DEREGISTRATION_FAILED: i64 = 133000;
+    pub const REGISTER_SERVER_UNAVAILABLE: i64 = 133004;
+    /// The two-step PIN Meta has differs from the one sent.
+    pub const PIN_MISMATCH: i64 = 133005;
+    /// The number must be verified (OTP) before registering.
+    pub const NUMBER_NOT_VERIFIED: i64 = 133006;
+    pub const TOO_MANY_PIN_GUESSES: i64 = 133008;
+    pub const PIN_TOO_FAST: i64 = 133009;
+    pub const NUMBER_NOT_ON_PLATFORM: i64 = 133010;
+    /// The number was recently deleted; Meta asks to wait 5 minutes.
+    pub const RECENTLY_DELETED: i64 = 133015;
+    /// Too many register/deregister calls: registration blocked for 72 hours.
+    pub const REGISTRATION_BLOCKED: i64 = 133016;
+    pub const NUMBER_MAINTENANCE: i64 = 2494100;
+    /// Subcodes of [`INVALID_PARAMETER`] on the code exchange: the code expired, or was used already.
+    pub const AUTH_CODE_EXPIRED: i64 = 36007;
+    pub const AUTH_CODE_USED: i64 = 36009;
+}
+
+use codes::*;
+
 /// How to react to a Meta error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +70,29 @@ pub enum ErrorClass {
     RateLimited,
     /// Retrying will not help until someone fixes something (a PIN, a token, a verification).
     NeedsUserAction,
+}
+
+impl ErrorClass {
+    /// How to react to Meta's `code` alone (the classification of [`MetaError::class`]).
+    pub fn of_code(code: i64) -> Self {
+        MetaError::Api(Box::new(GraphError {
+            http_status: 400,
+            code,
+            subcode: None,
+            message: String::new(),
+            details: None,
+            user_message: None,
+            is_transient: false,
+            fbtrace_id: None,
+            retry_after_seconds: None,
+        }))
+        .class()
+    }
+
+    /// Whether trying again (now or after a wait) can succeed.
+    pub fn retryable(self) -> bool {
+        !matches!(self, ErrorClass::NeedsUserAction)
+    }
 }
 
 /// Meta's error envelope, kept whole.
@@ -87,9 +168,28 @@ impl MetaError {
         }
     }
 
-    /// True when Meta rejected the access token (code 190, or 0 "could not authenticate").
+    /// Meta's error subcode, if Meta gave one.
+    pub fn subcode(&self) -> Option<i64> {
+        match self {
+            MetaError::Api(e) => e.subcode,
+            _ => None,
+        }
+    }
+
+    /// True when Meta rejected the access token: the account needs reconnecting. Decided here only.
     pub fn is_token_rejected(&self) -> bool {
-        matches!(self.code(), Some(190) | Some(0))
+        matches!(self.code(), Some(TOKEN_INVALID) | Some(AUTH_EXCEPTION))
+    }
+
+    /// True when the token lacks a permission the call needs.
+    pub fn is_permission_missing(&self) -> bool {
+        self.code()
+            .is_some_and(|c| c == PERMISSION_DENIED || PERMISSIONS.contains(&c))
+    }
+
+    /// True when Meta blocked the number from registering for 72 hours.
+    pub fn is_registration_blocked(&self) -> bool {
+        self.code() == Some(REGISTRATION_BLOCKED)
     }
 
     /// Transient, rate-limited or needs-user-action, from Meta's code first (as Meta advises),
@@ -100,23 +200,33 @@ impl MetaError {
         };
         let (is_transient, http_status) = (&e.is_transient, &e.http_status);
         match e.code {
-            4 | 17 | 32 | 613 | 80007 | 80008 | 130429 | 131048 | 131056 | 133008 | 133009
-            | 133016 => ErrorClass::RateLimited,
-            1 | 2 | 131000 | 131016 | 131057 | 133004 | 133015 | 2494100 => ErrorClass::Transient,
-            0
-            | 3
-            | 10
-            | 33
-            | 100
-            | 190
-            | 200..=299
-            | 368
-            | 131031
-            | 131045
-            | 133000
-            | 133005
-            | 133006
-            | 133010 => ErrorClass::NeedsUserAction,
+            APP_RATE_LIMIT | USER_RATE_LIMIT | PAGE_RATE_LIMIT | CUSTOM_RATE_LIMIT
+            | WABA_RATE_LIMIT | WABA_TOO_MANY_CALLS | THROUGHPUT_REACHED | SPAM_RATE_LIMIT
+            | PAIR_RATE_LIMIT | TOO_MANY_PIN_GUESSES | PIN_TOO_FAST | REGISTRATION_BLOCKED => {
+                ErrorClass::RateLimited
+            }
+            UNKNOWN
+            | TEMPORARY
+            | UNKNOWN_MESSAGE_ERROR
+            | SERVICE_UNAVAILABLE
+            | MAINTENANCE_MODE
+            | REGISTER_SERVER_UNAVAILABLE
+            | RECENTLY_DELETED
+            | NUMBER_MAINTENANCE => ErrorClass::Transient,
+            AUTH_EXCEPTION
+            | CAPABILITY
+            | PERMISSION_DENIED
+            | NUMBER_DELETED
+            | INVALID_PARAMETER
+            | TOKEN_INVALID
+            | POLICY_RESTRICTED
+            | ACCOUNT_LOCKED
+            | NOT_REGISTERED_CERTIFICATE
+            | DEREGISTRATION_FAILED
+            | PIN_MISMATCH
+            | NUMBER_NOT_VERIFIED
+            | NUMBER_NOT_ON_PLATFORM => ErrorClass::NeedsUserAction,
+            c if PERMISSIONS.contains(&c) => ErrorClass::NeedsUserAction,
             _ if *is_transient || *http_status >= 500 => ErrorClass::Transient,
             _ if *http_status == 429 => ErrorClass::RateLimited,
             _ => ErrorClass::NeedsUserAction,
@@ -125,15 +235,19 @@ impl MetaError {
 
     /// Whether trying again (now or after `retry_after_seconds`) can succeed.
     pub fn retryable(&self) -> bool {
-        !matches!(self.class(), ErrorClass::NeedsUserAction)
+        self.class().retryable()
     }
 
     /// The wait Meta asked for, or what the code implies.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
             MetaError::Api(e) if e.retry_after_seconds.is_some() => e.retry_after_seconds,
-            MetaError::Api(e) if e.code == 133016 => Some(72 * 3600),
-            MetaError::Api(e) if e.code == 133015 => Some(5 * 60 + 30),
+            MetaError::Api(e) if e.code == REGISTRATION_BLOCKED => Some(
+                crate::domain::registration::WINDOW
+                    .num_seconds()
+                    .unsigned_abs(),
+            ),
+            MetaError::Api(e) if e.code == RECENTLY_DELETED => Some(5 * 60 + 30),
             _ => None,
         }
     }
@@ -144,22 +258,22 @@ impl MetaError {
             return format!("Meta could not be reached ({self}). Try again in a minute.");
         };
         let (code, message, details) = (&e.code, &e.message, &e.details);
-        let advice = match code {
-            133005 => "The two-step verification PIN Meta has for this number differs from ours. Reset the number's PIN in WhatsApp Manager (or ask support to set ours through the API), then register again.",
-            133006 => "The number must be verified with a one-time code first: finish the OTP verification in WhatsApp Manager, then register again.",
-            133010 => "The number is not registered on the WhatsApp platform yet: complete its setup in WhatsApp Manager, then register again.",
-            133000 => "A previous deregistration of this number did not finish. Deregister it in Meta, then register again.",
-            133016 => "Meta blocked registration of this number for 72 hours after too many register or deregister attempts. Try again after the block ends.",
-            133008 => "Too many PIN attempts; Meta asks to wait before trying again.",
-            133009 => "The PIN was entered too quickly; wait a moment and try again.",
-            133004 | 131016 | 2 | 1 | 131000 => "Meta's service is temporarily unavailable. Try again in a minute.",
-            133015 => "The number was recently deleted and Meta has not finished; wait 5 minutes and try again.",
-            2494100 | 131057 => "The number is in maintenance mode at Meta; try again in a few minutes.",
-            190 | 0 => "Meta rejected the access token (expired or revoked). Reconnect the WhatsApp account.",
-            10 | 200..=299 => "The token lacks a permission this needs (whatsapp_business_management and whatsapp_business_messaging). Reconnect the account granting both.",
-            100 => "Meta rejected a parameter of the request; check that the number still belongs to this account.",
-            368 => "The WhatsApp Business Account is restricted for a policy violation; see Business Support Home.",
-            4 | 80007 | 80008 | 130429 => "Meta's rate limit was reached; try again later.",
+        let advice = match *code {
+            PIN_MISMATCH => "The two-step verification PIN Meta has for this number differs from ours. Reset the number's PIN in WhatsApp Manager (or ask support to set ours through the API), then register again.",
+            NUMBER_NOT_VERIFIED => "The number must be verified with a one-time code first: finish the OTP verification in WhatsApp Manager, then register again.",
+            NUMBER_NOT_ON_PLATFORM => "The number is not registered on the WhatsApp platform yet: complete its setup in WhatsApp Manager, then register again.",
+            DEREGISTRATION_FAILED => "A previous deregistration of this number did not finish. Deregister it in Meta, then register again.",
+            REGISTRATION_BLOCKED => "Meta blocked registration of this number for 72 hours after too many register or deregister attempts. Try again after the block ends.",
+            TOO_MANY_PIN_GUESSES => "Too many PIN attempts; Meta asks to wait before trying again.",
+            PIN_TOO_FAST => "The PIN was entered too quickly; wait a moment and try again.",
+            REGISTER_SERVER_UNAVAILABLE | SERVICE_UNAVAILABLE | TEMPORARY | UNKNOWN | UNKNOWN_MESSAGE_ERROR => "Meta's service is temporarily unavailable. Try again in a minute.",
+            RECENTLY_DELETED => "The number was recently deleted and Meta has not finished; wait 5 minutes and try again.",
+            NUMBER_MAINTENANCE | MAINTENANCE_MODE => "The number is in maintenance mode at Meta; try again in a few minutes.",
+            TOKEN_INVALID | AUTH_EXCEPTION => "Meta rejected the access token (expired or revoked). Reconnect the WhatsApp account.",
+            c if c == PERMISSION_DENIED || PERMISSIONS.contains(&c) => "The token lacks a permission this needs (whatsapp_business_management and whatsapp_business_messaging). Reconnect the account granting both.",
+            INVALID_PARAMETER => "Meta rejected a parameter of the request; check that the number still belongs to this account.",
+            POLICY_RESTRICTED => "The WhatsApp Business Account is restricted for a policy violation; see Business Support Home.",
+            APP_RATE_LIMIT | WABA_RATE_LIMIT | WABA_TOO_MANY_CALLS | THROUGHPUT_REACHED => "Meta's rate limit was reached; try again later.",
             _ => "Meta refused the request.",
         };
         match details {

@@ -7,6 +7,7 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 
 use super::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
+use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
 
 /// Our Meta app, for the calls made as the app (code exchange, token inspection).
 #[derive(Clone)]
@@ -164,14 +165,14 @@ fn next_cursor(body: &Value) -> Option<String> {
 
 #[async_trait::async_trait]
 impl MetaApi for GraphClient {
-    fn mode(&self) -> &'static str {
-        "graph"
+    fn mode(&self) -> MetaMode {
+        MetaMode::Graph
     }
 
     async fn list_phone_numbers(
         &self,
         token: &str,
-        waba_id: &str,
+        waba_id: &WabaId,
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError> {
         let fields = super::phone_number_fields(&self.version);
@@ -198,12 +199,12 @@ impl MetaApi for GraphClient {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         let fields = super::phone_number_fields(&self.version);
         let body = self
             .call(
-                self.request(Method::GET, phone_number_id, token)
+                self.request(Method::GET, phone_number_id.as_str(), token)
                     .query(&[("fields", fields)]),
             )
             .await?;
@@ -211,10 +212,14 @@ impl MetaApi for GraphClient {
             .ok_or_else(|| MetaError::Unexpected("phone number without `id`".into()))
     }
 
-    async fn get_waba_name(&self, token: &str, waba_id: &str) -> Result<Option<String>, MetaError> {
+    async fn get_waba_name(
+        &self,
+        token: &str,
+        waba_id: &WabaId,
+    ) -> Result<Option<String>, MetaError> {
         let body = self
             .call(
-                self.request(Method::GET, waba_id, token)
+                self.request(Method::GET, waba_id.as_str(), token)
                     .query(&[("fields", "id,name")]),
             )
             .await?;
@@ -224,7 +229,7 @@ impl MetaApi for GraphClient {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         let body = json!({"messaging_product": "whatsapp", "pin": pin});
@@ -261,7 +266,7 @@ impl MetaApi for GraphClient {
             .query(&[("input_token", token)]);
         let body = self.call(request).await?;
         let data = body.get("data").cloned().unwrap_or(Value::Null);
-        let mut waba_ids: Vec<String> = Vec::new();
+        let mut waba_ids: Vec<WabaId> = Vec::new();
         for wanted in [
             "whatsapp_business_management",
             "whatsapp_business_messaging",
@@ -283,8 +288,8 @@ impl MetaApi for GraphClient {
                 {
                     let id = id
                         .as_str()
-                        .map(str::to_owned)
-                        .or_else(|| id.as_i64().map(|n| n.to_string()));
+                        .map(WabaId::from)
+                        .or_else(|| id.as_i64().map(|n| WabaId(n.to_string())));
                     if let Some(id) = id.filter(|id| !waba_ids.contains(id)) {
                         waba_ids.push(id);
                     }
@@ -301,7 +306,7 @@ impl MetaApi for GraphClient {
         })
     }
 
-    async fn subscribe_app(&self, token: &str, waba_id: &str) -> Result<(), MetaError> {
+    async fn subscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError> {
         self.expect_success(self.request(
             Method::POST,
             &format!("{waba_id}/subscribed_apps"),
@@ -313,7 +318,7 @@ impl MetaApi for GraphClient {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         let answer = self
@@ -336,7 +341,7 @@ impl MetaApi for GraphClient {
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError> {
         let body =

@@ -7,7 +7,8 @@ pub mod sandbox;
 
 use serde_json::Value;
 
-pub use error::{ErrorClass, MetaError};
+use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
+pub use error::{codes, ErrorClass, MetaError};
 
 /// The fields asked of Meta for each number (the default set leaves out status, name status and
 /// the messaging limit). From v24 the messaging limit is `whatsapp_business_manager_messaging_limit`.
@@ -35,7 +36,7 @@ fn version_number(version: &str) -> u32 {
 /// A phone number as Meta describes it. Unknown enum values are kept as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetaPhoneNumber {
-    pub id: String,
+    pub id: MetaPhoneNumberId,
     pub display_phone_number: String,
     pub verified_name: Option<String>,
     pub quality_rating: Option<String>,
@@ -72,7 +73,7 @@ impl MetaPhoneNumber {
         Some(MetaPhoneNumber {
             display_phone_number: loose_string(node.get("display_phone_number"))
                 .unwrap_or_else(|| id.clone()),
-            id,
+            id: MetaPhoneNumberId(id),
             verified_name: loose_string(node.get("verified_name")),
             quality_rating: quality,
             platform_type: loose_string(node.get("platform_type")),
@@ -103,7 +104,7 @@ pub struct PhoneNumberPage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenInfo {
     /// WABAs the token was granted (`granular_scopes[].target_ids`).
-    pub waba_ids: Vec<String>,
+    pub waba_ids: Vec<WabaId>,
     /// Unix seconds; `None` for tokens that never expire.
     pub expires_at: Option<i64>,
 }
@@ -118,14 +119,14 @@ pub struct SentMessage {
 /// Everything the service asks of Meta. Tokens are passed per call and never stored here.
 #[async_trait::async_trait]
 pub trait MetaApi: Send + Sync {
-    /// `graph` or `sandbox`.
-    fn mode(&self) -> &'static str;
+    /// The real Graph API, or the sandbox.
+    fn mode(&self) -> MetaMode;
 
     /// One page of a WABA's numbers, with every field we store (`fields=`); `after` from the last page.
     async fn list_phone_numbers(
         &self,
         token: &str,
-        waba_id: &str,
+        waba_id: &WabaId,
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError>;
 
@@ -133,17 +134,21 @@ pub trait MetaApi: Send + Sync {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError>;
 
     /// The WABA's name (also proves the token can read the WABA).
-    async fn get_waba_name(&self, token: &str, waba_id: &str) -> Result<Option<String>, MetaError>;
+    async fn get_waba_name(
+        &self,
+        token: &str,
+        waba_id: &WabaId,
+    ) -> Result<Option<String>, MetaError>;
 
     /// `POST /{PHONE}/register` with the number's two-step PIN.
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError>;
 
@@ -154,13 +159,13 @@ pub trait MetaApi: Send + Sync {
     async fn inspect_token(&self, token: &str) -> Result<TokenInfo, MetaError>;
 
     /// Subscribes our app to the WABA's webhooks (without it Meta sends none, silently).
-    async fn subscribe_app(&self, token: &str, waba_id: &str) -> Result<(), MetaError>;
+    async fn subscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError>;
 
     /// `POST /{PHONE}/messages` with a complete message body.
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError>;
 
@@ -168,7 +173,7 @@ pub trait MetaApi: Send + Sync {
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError>;
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::GraphError;
 use super::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
+use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
 
 /// The WABA the demo workspace is connected to.
 pub const DEMO_WABA_ID: &str = "100000000000001";
@@ -20,7 +21,7 @@ const TRANSIENT_FAILURE_EVERY: u64 = 3;
 /// A message the sandbox accepted.
 #[derive(Debug, Clone)]
 pub struct SandboxMessage {
-    pub phone_number_id: String,
+    pub phone_number_id: MetaPhoneNumberId,
     pub message_id: String,
     pub body: Value,
     pub sent_at: chrono::DateTime<chrono::Utc>,
@@ -28,8 +29,8 @@ pub struct SandboxMessage {
 
 #[derive(Default)]
 struct State {
-    wabas: HashMap<String, Vec<MetaPhoneNumber>>,
-    pins: HashMap<String, String>,
+    wabas: HashMap<WabaId, Vec<MetaPhoneNumber>>,
+    pins: HashMap<MetaPhoneNumberId, String>,
     register_calls: u64,
     sent: Vec<SandboxMessage>,
 }
@@ -51,7 +52,7 @@ fn number(
 ) -> MetaPhoneNumber {
     let cloud = platform == "CLOUD_API";
     MetaPhoneNumber {
-        id: id.into(),
+        id: MetaPhoneNumberId::from(id),
         display_phone_number: display.into(),
         verified_name: Some(name.into()),
         quality_rating: Some(quality.into()),
@@ -123,8 +124,8 @@ fn demo_numbers() -> Vec<MetaPhoneNumber> {
 }
 
 /// Three numbers for any other WABA id, derived from the id so they are stable.
-fn generated_numbers(waba_id: &str) -> Vec<MetaPhoneNumber> {
-    let seed: u64 = waba_id.bytes().fold(7u64, |acc, b| {
+fn generated_numbers(waba_id: &WabaId) -> Vec<MetaPhoneNumber> {
+    let seed: u64 = waba_id.as_str().bytes().fold(7u64, |acc, b| {
         acc.wrapping_mul(31).wrapping_add(u64::from(b))
     }) % 1_000_000;
     [
@@ -190,7 +191,7 @@ impl Sandbox {
 
     /// A sandbox that remembers which numbers it registered in `file` (JSON list of ids; no PINs).
     pub fn persistent(file: std::path::PathBuf) -> Self {
-        let registered: Vec<String> = std::fs::read_to_string(&file)
+        let registered: Vec<MetaPhoneNumberId> = std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
@@ -210,7 +211,7 @@ impl Sandbox {
 
     fn save(&self, state: &State) {
         let Some(file) = &self.file else { return };
-        let registered: Vec<&String> = state.pins.keys().collect();
+        let registered: Vec<&MetaPhoneNumberId> = state.pins.keys().collect();
         if let Ok(text) = serde_json::to_string(&registered) {
             if let Err(err) = std::fs::write(file, text) {
                 tracing::warn!(error = %err, "sandbox state not saved");
@@ -239,9 +240,9 @@ impl Sandbox {
 }
 
 impl State {
-    fn numbers(&mut self, waba_id: &str) -> &mut Vec<MetaPhoneNumber> {
-        self.wabas.entry(waba_id.to_owned()).or_insert_with(|| {
-            if waba_id == DEMO_WABA_ID {
+    fn numbers(&mut self, waba_id: &WabaId) -> &mut Vec<MetaPhoneNumber> {
+        self.wabas.entry(waba_id.clone()).or_insert_with(|| {
+            if waba_id.as_str() == DEMO_WABA_ID {
                 demo_numbers()
             } else {
                 generated_numbers(waba_id)
@@ -249,27 +250,25 @@ impl State {
         })
     }
 
-    fn find(&mut self, phone_number_id: &str) -> Option<&mut MetaPhoneNumber> {
-        if !self.wabas.contains_key(DEMO_WABA_ID) {
-            self.numbers(DEMO_WABA_ID);
-        }
+    fn find(&mut self, phone_number_id: &MetaPhoneNumberId) -> Option<&mut MetaPhoneNumber> {
+        self.numbers(&WabaId::from(DEMO_WABA_ID));
         self.wabas
             .values_mut()
             .flatten()
-            .find(|n| n.id == phone_number_id)
+            .find(|n| n.id == *phone_number_id)
     }
 }
 
 #[async_trait::async_trait]
 impl MetaApi for Sandbox {
-    fn mode(&self) -> &'static str {
-        "sandbox"
+    fn mode(&self) -> MetaMode {
+        MetaMode::Sandbox
     }
 
     async fn list_phone_numbers(
         &self,
         token: &str,
-        waba_id: &str,
+        waba_id: &WabaId,
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError> {
         check_token(token)?;
@@ -293,7 +292,7 @@ impl MetaApi for Sandbox {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         check_token(token)?;
         self.with_state(|state| {
@@ -308,9 +307,13 @@ impl MetaApi for Sandbox {
         })
     }
 
-    async fn get_waba_name(&self, token: &str, waba_id: &str) -> Result<Option<String>, MetaError> {
+    async fn get_waba_name(
+        &self,
+        token: &str,
+        waba_id: &WabaId,
+    ) -> Result<Option<String>, MetaError> {
         check_token(token)?;
-        Ok(Some(if waba_id == DEMO_WABA_ID {
+        Ok(Some(if waba_id.as_str() == DEMO_WABA_ID {
             "Jaspers Market (sandbox)".into()
         } else {
             format!("Sandbox WABA {waba_id}")
@@ -320,7 +323,7 @@ impl MetaApi for Sandbox {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         check_token(token)?;
@@ -353,9 +356,7 @@ impl MetaApi for Sandbox {
                 )
             })?;
             mark_registered(number);
-            state
-                .pins
-                .insert(phone_number_id.to_owned(), pin.to_owned());
+            state.pins.insert(phone_number_id.clone(), pin.to_owned());
             self.save(state);
             Ok(())
         })
@@ -376,26 +377,26 @@ impl MetaApi for Sandbox {
     async fn inspect_token(&self, token: &str) -> Result<TokenInfo, MetaError> {
         check_token(token)?;
         Ok(TokenInfo {
-            waba_ids: vec![DEMO_WABA_ID.into()],
+            waba_ids: vec![WabaId::from(DEMO_WABA_ID)],
             expires_at: None,
         })
     }
 
-    async fn subscribe_app(&self, token: &str, _waba_id: &str) -> Result<(), MetaError> {
+    async fn subscribe_app(&self, token: &str, _waba_id: &WabaId) -> Result<(), MetaError> {
         check_token(token)
     }
 
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &str,
+        phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         check_token(token)?;
         self.with_state(|state| {
             let message_id = format!("wamid.SANDBOX{}", uuid::Uuid::new_v4().simple());
             state.sent.push(SandboxMessage {
-                phone_number_id: phone_number_id.to_owned(),
+                phone_number_id: phone_number_id.clone(),
                 message_id: message_id.clone(),
                 body: body.clone(),
                 sent_at: chrono::Utc::now(),
@@ -407,7 +408,7 @@ impl MetaApi for Sandbox {
     async fn mark_read(
         &self,
         token: &str,
-        _phone_number_id: &str,
+        _phone_number_id: &MetaPhoneNumberId,
         _message_id: &str,
     ) -> Result<(), MetaError> {
         check_token(token)
@@ -423,11 +424,11 @@ mod tests {
     async fn the_demo_waba_pages_through_numbers_of_every_kind() {
         let sandbox = Sandbox::new();
         let first = sandbox
-            .list_phone_numbers("t", DEMO_WABA_ID, None)
+            .list_phone_numbers("t", &WabaId::from(DEMO_WABA_ID), None)
             .await
             .unwrap();
         let second = sandbox
-            .list_phone_numbers("t", DEMO_WABA_ID, first.after.as_deref())
+            .list_phone_numbers("t", &WabaId::from(DEMO_WABA_ID), first.after.as_deref())
             .await
             .unwrap();
         assert!(second.after.is_none());
@@ -450,25 +451,25 @@ mod tests {
     async fn registration_fails_transiently_at_first_then_succeeds_and_keeps_the_pin() {
         let sandbox = Sandbox::new();
         let err = sandbox
-            .register("t", "200000000000003", "123456")
+            .register("t", &MetaPhoneNumberId::from("200000000000003"), "123456")
             .await
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Transient);
         sandbox
-            .register("t", "200000000000003", "123456")
+            .register("t", &MetaPhoneNumberId::from("200000000000003"), "123456")
             .await
             .unwrap();
         let number = sandbox
-            .get_phone_number("t", "200000000000003")
+            .get_phone_number("t", &MetaPhoneNumberId::from("200000000000003"))
             .await
             .unwrap();
         assert_eq!(number.platform_type.as_deref(), Some("CLOUD_API"));
         sandbox
-            .register("t", "200000000000004", "000000")
+            .register("t", &MetaPhoneNumberId::from("200000000000004"), "000000")
             .await
             .unwrap();
         let wrong = sandbox
-            .register("t", "200000000000003", "654321")
+            .register("t", &MetaPhoneNumberId::from("200000000000003"), "654321")
             .await
             .unwrap_err();
         assert!(wrong.class() == ErrorClass::Transient || wrong.code() == Some(133005));
@@ -478,15 +479,17 @@ mod tests {
     async fn a_persistent_sandbox_remembers_what_it_registered() {
         let file = std::env::temp_dir().join(format!("wn-sandbox-{}.json", uuid::Uuid::new_v4()));
         let sandbox = Sandbox::persistent(file.clone());
-        let _ = sandbox.register("t", "200000000000004", "123456").await;
+        let _ = sandbox
+            .register("t", &MetaPhoneNumberId::from("200000000000004"), "123456")
+            .await;
         sandbox
-            .register("t", "200000000000004", "123456")
+            .register("t", &MetaPhoneNumberId::from("200000000000004"), "123456")
             .await
             .unwrap();
         drop(sandbox);
         let again = Sandbox::persistent(file.clone());
         let number = again
-            .get_phone_number("t", "200000000000004")
+            .get_phone_number("t", &MetaPhoneNumberId::from("200000000000004"))
             .await
             .unwrap();
         assert_eq!(number.platform_type.as_deref(), Some("CLOUD_API"));
@@ -502,12 +505,12 @@ mod tests {
         let sandbox = Sandbox::new();
         let body = serde_json::json!({"messaging_product": "whatsapp", "to": "+15551234567", "type": "text", "text": {"body": "hi"}});
         let sent = sandbox
-            .send_message("t", "200000000000001", &body)
+            .send_message("t", &MetaPhoneNumberId::from("200000000000001"), &body)
             .await
             .unwrap();
         assert_eq!(sandbox.sent_messages()[0].message_id, sent.message_id);
         assert!(sandbox
-            .list_phone_numbers("expired-x", DEMO_WABA_ID, None)
+            .list_phone_numbers("expired-x", &WabaId::from(DEMO_WABA_ID), None)
             .await
             .unwrap_err()
             .is_token_rejected());

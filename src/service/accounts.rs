@@ -1,12 +1,14 @@
 //! Connecting WhatsApp Business Accounts: Embedded Signup's code, or a system-user token.
 
+use super::phone_numbers::NumberRecord;
 use super::sync::{sync_account, SyncCounts};
+use super::ServiceError;
 use crate::auth::Principal;
 use crate::db::models::AccountRow;
 use crate::db::{self, accounts, write_tx};
-use crate::domain::RuleError;
-use crate::error::ApiError;
-use crate::meta::TokenInfo;
+use crate::domain::{AccountId, AccountStatus, RuleError, WabaId, WorkspaceId};
+use crate::meta::codes::{AUTH_CODE_EXPIRED, AUTH_CODE_USED, INVALID_PARAMETER};
+use crate::meta::{MetaError, TokenInfo};
 use crate::state::AppState;
 
 /// How the client proves access to a WABA.
@@ -15,11 +17,11 @@ pub enum Credentials {
     /// Embedded Signup finished in the browser: exchange the code (30-second TTL) for a business token.
     SignupCode {
         code: String,
-        waba_id: Option<String>,
+        waba_id: Option<WabaId>,
     },
     /// A system-user access token for the WABA.
     SystemUserToken {
-        waba_id: String,
+        waba_id: WabaId,
         access_token: String,
     },
 }
@@ -28,7 +30,7 @@ pub enum Credentials {
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
     pub row: AccountRow,
-    pub phone_numbers: i64,
+    pub phone_number_count: i64,
 }
 
 /// The result of connecting: the account, whether it is new, and how its first sync went.
@@ -37,10 +39,12 @@ pub struct Connected {
     pub account: AccountRecord,
     pub created: bool,
     pub sync: Option<SyncCounts>,
+    /// The numbers the first sync added, as the table shows them.
+    pub added: Vec<NumberRecord>,
 }
 
 /// Meta's ids are short alphanumeric strings.
-pub fn validate_waba_id(waba_id: &str) -> Result<String, RuleError> {
+pub fn validate_waba_id(waba_id: &str) -> Result<WabaId, RuleError> {
     let id = waba_id.trim();
     if !id.is_empty()
         && id.len() <= 64
@@ -48,7 +52,7 @@ pub fn validate_waba_id(waba_id: &str) -> Result<String, RuleError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        Ok(id.to_owned())
+        Ok(WabaId::from(id))
     } else {
         Err(RuleError::Invalid(
             "`waba_id` must be the WhatsApp Business Account id Meta gave".into(),
@@ -56,31 +60,44 @@ pub fn validate_waba_id(waba_id: &str) -> Result<String, RuleError> {
     }
 }
 
-fn connected_elsewhere() -> ApiError {
-    ApiError::Conflict {
-        code: "account_connected_elsewhere",
-        detail:
-            "This WhatsApp Business Account is connected to another workspace. Disconnect it there first; \
-                 accounts are never shared or moved silently."
-                .into(),
-    }
-}
-
-async fn owner_of(state: &AppState, waba_id: &str) -> Result<Option<AccountRow>, ApiError> {
-    let waba_id = waba_id.to_owned();
+async fn owner_of(state: &AppState, waba_id: &WabaId) -> Result<Option<AccountRow>, ServiceError> {
+    let waba_id = waba_id.clone();
     state
         .db
-        .run(move |conn| Ok(accounts::by_waba(conn, &waba_id)?))
+        .run(move |conn| accounts::by_waba(conn, &waba_id).map_err(ServiceError::from))
         .await
 }
 
+/// What a failed code exchange means for the user: a dead code (reopen the popup), a missing
+/// permission, or any other Meta error.
+fn exchange_error(err: MetaError) -> ServiceError {
+    let dead_code = err.code() == Some(INVALID_PARAMETER)
+        || matches!(err.subcode(), Some(AUTH_CODE_EXPIRED | AUTH_CODE_USED));
+    if err.is_permission_missing() {
+        ServiceError::MetaPermissionMissing(err)
+    } else if dead_code {
+        ServiceError::SignupCodeInvalid(err)
+    } else {
+        ServiceError::Meta(err)
+    }
+}
+
+/// Meta errors while proving the token: missing permissions told apart from the rest.
+fn token_error(err: MetaError) -> ServiceError {
+    if err.is_permission_missing() {
+        ServiceError::MetaPermissionMissing(err)
+    } else {
+        ServiceError::Meta(err)
+    }
+}
+
 /// Connects (or re-connects) a WABA to the caller's workspace, subscribes our app to its webhooks,
-/// and syncs its numbers. A WABA of another workspace is refused with 409.
+/// and syncs its numbers. A WABA of another workspace is refused.
 pub async fn connect(
     state: &AppState,
     caller: &Principal,
     credentials: Credentials,
-) -> Result<Connected, ApiError> {
+) -> Result<Connected, ServiceError> {
     let ws = caller.workspace_id.clone();
     // Refuse early when the WABA is known to belong elsewhere, before any call to Meta.
     let given_waba = match &credentials {
@@ -92,7 +109,7 @@ pub async fn connect(
             .await?
             .is_some_and(|a| a.workspace_id != ws)
         {
-            return Err(connected_elsewhere());
+            return Err(ServiceError::AccountConnectedElsewhere);
         }
     }
     let (token, waba_id, expires_at) = match credentials {
@@ -101,11 +118,11 @@ pub async fn connect(
                 .meta
                 .exchange_code(&code)
                 .await
-                .map_err(ApiError::Meta)?;
+                .map_err(exchange_error)?;
             // Needed to find the WABA when the SPA did not pass it; otherwise only for the expiry.
             let info = match (state.meta.inspect_token(&token).await, &waba_id) {
                 (Ok(info), _) => info,
-                (Err(err), None) => return Err(ApiError::Meta(err)),
+                (Err(err), None) => return Err(token_error(err)),
                 (Err(err), Some(_)) => {
                     tracing::warn!(error = %err, "token inspection failed; connecting the WABA given");
                     TokenInfo::default()
@@ -114,7 +131,7 @@ pub async fn connect(
             let waba_id = match waba_id {
                 Some(id) => id,
                 None => info.waba_ids.first().cloned().ok_or_else(|| {
-                    ApiError::Validation(
+                    ServiceError::Invalid(
                         "The signup granted no WhatsApp Business Account; pass `waba_id`.".into(),
                     )
                 })?,
@@ -134,7 +151,7 @@ pub async fn connect(
     // subscription and the sync below prove the token).
     let name = match state.meta.get_waba_name(&token, &waba_id).await {
         Ok(name) => name,
-        Err(err) if err.is_token_rejected() => return Err(ApiError::Meta(err)),
+        Err(err) if err.is_token_rejected() => return Err(ServiceError::Meta(err)),
         Err(err) => {
             tracing::warn!(waba = %waba_id, error = %err, "could not read the WABA's name");
             None
@@ -145,7 +162,7 @@ pub async fn connect(
         .meta
         .subscribe_app(&token, &waba_id)
         .await
-        .map_err(ApiError::Meta)?;
+        .map_err(token_error)?;
 
     let token_enc = state.secrets.encrypt(&token);
     let (account, created) = state
@@ -154,29 +171,31 @@ pub async fn connect(
             write_tx(conn, |conn| {
                 let now = db::now();
                 match accounts::by_waba(conn, &waba_id)? {
-                    Some(existing) if existing.workspace_id != ws => Err(connected_elsewhere()),
+                    Some(existing) if existing.workspace_id != ws => {
+                        Err(ServiceError::AccountConnectedElsewhere)
+                    }
                     Some(existing) => {
                         accounts::replace_token(
                             conn,
-                            &existing.id,
+                            existing.id,
                             &token_enc,
                             expires_at,
                             name.as_deref(),
                             now,
                         )?;
-                        let row = accounts::get(conn, &ws, &existing.id)?
-                            .ok_or_else(|| ApiError::Internal("account vanished".into()))?;
+                        let row = accounts::get(conn, &ws, existing.id)?
+                            .ok_or_else(|| ServiceError::Internal("account vanished".into()))?;
                         Ok((row, false))
                     }
                     None => {
                         let row = AccountRow {
-                            id: uuid::Uuid::new_v4().to_string(),
+                            id: AccountId::random(),
                             workspace_id: ws.clone(),
                             waba_id: waba_id.clone(),
                             name: name.clone(),
                             access_token_enc: Some(token_enc.clone()),
                             token_expires_at: expires_at,
-                            status: "connected".into(),
+                            status: AccountStatus::Connected,
                             last_synced_at: None,
                             last_sync_error: None,
                             sync_lease_until: None,
@@ -185,7 +204,7 @@ pub async fn connect(
                         };
                         accounts::insert(conn, &row).map_err(|e| {
                             if db::is_unique_violation(&e) {
-                                connected_elsewhere()
+                                ServiceError::AccountConnectedElsewhere
                             } else {
                                 e.into()
                             }
@@ -197,17 +216,25 @@ pub async fn connect(
         })
         .await?;
     let sync = sync_account(state, &account).await.ok();
-    let record = get(state, &caller.workspace_id, &account.id).await?;
+    let mut added = Vec::new();
+    for id in sync.iter().flat_map(|s| s.added_ids.iter().copied()) {
+        added.push(super::phone_numbers::get(&state.db, &caller.workspace_id, id).await?);
+    }
+    let record = get(state, &caller.workspace_id, account.id).await?;
     Ok(Connected {
         account: record,
         created,
         sync,
+        added,
     })
 }
 
 /// The workspace's accounts.
-pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<AccountRecord>, ApiError> {
-    let ws = workspace.to_owned();
+pub async fn list(
+    state: &AppState,
+    workspace: &WorkspaceId,
+) -> Result<Vec<AccountRecord>, ServiceError> {
+    let ws = workspace.clone();
     state
         .db
         .run(move |conn| {
@@ -215,7 +242,7 @@ pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<AccountRecord
             Ok(accounts::list(conn, &ws)?
                 .into_iter()
                 .map(|row| AccountRecord {
-                    phone_numbers: counts.get(&row.id).copied().unwrap_or(0),
+                    phone_number_count: counts.get(&row.id).copied().unwrap_or(0),
                     row,
                 })
                 .collect())
@@ -223,21 +250,25 @@ pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<AccountRecord
         .await
 }
 
-/// One account, or 404 `account_not_found`.
-pub async fn get(state: &AppState, workspace: &str, id: &str) -> Result<AccountRecord, ApiError> {
+/// One account, or [`ServiceError::AccountNotFound`].
+pub async fn get(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    id: AccountId,
+) -> Result<AccountRecord, ServiceError> {
     list(state, workspace)
         .await?
         .into_iter()
         .find(|a| a.row.id == id)
-        .ok_or_else(|| ApiError::not_found("account_not_found", "WhatsApp account"))
+        .ok_or(ServiceError::AccountNotFound)
 }
 
 /// Syncs one account of the workspace now.
 pub async fn sync_one(
     state: &AppState,
-    workspace: &str,
-    id: &str,
-) -> Result<(AccountRecord, SyncCounts), ApiError> {
+    workspace: &WorkspaceId,
+    id: AccountId,
+) -> Result<(AccountRecord, SyncCounts), ServiceError> {
     let account = get(state, workspace, id).await?;
     let counts = sync_account(state, &account.row).await?;
     Ok((get(state, workspace, id).await?, counts))

@@ -4,20 +4,21 @@ use crate::db::audit::{self, AuditFilter};
 use crate::db::models::AuditEventRow;
 use crate::db::Db;
 use crate::domain::page::PageRequest;
-use crate::error::ApiError;
+use crate::domain::WorkspaceId;
+use crate::service::ServiceError;
 
 /// Newest first.
 pub async fn list(
     db: &Db,
-    workspace: &str,
+    workspace: &WorkspaceId,
     filter: AuditFilter,
     page: PageRequest,
-) -> Result<(Vec<AuditEventRow>, Option<String>), ApiError> {
+) -> Result<(Vec<AuditEventRow>, Option<String>), ServiceError> {
     let after = page.time_after()?;
-    let workspace = workspace.to_owned();
+    let workspace = workspace.clone();
     db.run(move |conn| {
         let rows = audit::list(conn, &workspace, &filter, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
     })
     .await
 }

@@ -1,44 +1,90 @@
 //! Use cases: each runs the rules of `domain` against rows from `db`, in one transaction where it
-//! writes, on the blocking pool. Handlers call these and only translate HTTP.
+//! writes, on the blocking pool. They return [`ServiceError`]; handlers call these and only
+//! translate HTTP.
 
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod error;
 pub mod phone_numbers;
 pub mod registration;
 pub mod sync;
 
+pub use error::ServiceError;
+
 use crate::auth::Principal;
 use crate::db::models::AuditEventRow;
+use crate::domain::{AgentId, AuditAction, AuditEventId, PhoneNumberId};
 
-/// A short reference to another resource, as lists and items embed it.
+/// A number as other resources show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ref {
-    pub id: String,
-    pub label: String,
+pub struct NumberRef {
+    pub id: PhoneNumberId,
+    pub display_phone_number: String,
+}
+
+/// An agent as other resources show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRef {
+    pub id: AgentId,
+    pub name: String,
+}
+
+/// The particulars of an audit entry: names and values at the time, never a secret.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct AuditDetail {
+    /// The number's display form at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
+    /// The agent's name at the time (assignments, creation, deletion, renames).
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "name")]
+    pub agent_name: Option<String>,
+    /// The number's inbound agent before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_agent_id: Option<AgentId>,
+    /// The agent's outbound number before the change.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "previous_phone_number_id"
+    )]
+    pub previous_number_id: Option<PhoneNumberId>,
+    /// A deleted agent's outbound number.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "outbound_phone_number_id"
+    )]
+    pub outbound_number_id: Option<PhoneNumberId>,
+    /// The responder kind after the change (`faq`, `openai`, `webhook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_kind: Option<crate::domain::ResponderKind>,
+    /// Whether an agent's description changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_changed: Option<bool>,
+    /// Why the change happened when nobody asked for it directly, e.g. `agent_deleted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Builds an audit row for `caller`.
 pub(crate) fn audit_row(
     caller: &Principal,
-    action: &str,
-    phone_number_id: Option<&str>,
-    agent_id: Option<&str>,
-    detail: serde_json::Value,
+    action: AuditAction,
+    number_id: Option<PhoneNumberId>,
+    agent_id: Option<AgentId>,
+    detail: &AuditDetail,
 ) -> AuditEventRow {
     AuditEventRow {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: AuditEventId::random(),
         workspace_id: caller.workspace_id.clone(),
         actor: caller.subject.clone(),
-        action: action.to_owned(),
-        phone_number_id: phone_number_id.map(str::to_owned),
-        agent_id: agent_id.map(str::to_owned),
-        detail: detail.to_string(),
+        action,
+        number_id,
+        agent_id,
+        detail: serde_json::to_string(detail).unwrap_or_else(|_| "{}".into()),
         created_at: crate::db::now(),
     }
-}
-
-/// Our ids are UUIDs; anything else cannot name a row, so it is simply not found.
-pub(crate) fn is_uuid(id: &str) -> bool {
-    uuid::Uuid::parse_str(id).is_ok()
 }

@@ -4,24 +4,40 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 
-use super::{audit_row, Ref};
+use super::{audit_row, AgentRef, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::{PhoneNumberRow, QualityEventRow, RegistrationAttemptRow};
-use crate::db::{self, agents, audit, phone_numbers as numbers, registration, write_tx, Db};
+use crate::db::{
+    self, accounts, agents, audit, phone_numbers as numbers, registration, write_tx, Db,
+};
 use crate::domain::page::{Cursor, PageRequest};
-use crate::domain::phone_number::{NumberFacts, PhoneNumberFilter, RegistrationState};
-use crate::error::ApiError;
+use crate::domain::phone_number::{NumberFacts, PhoneNumberFilter};
+use crate::domain::registration::{window_start, CallInWindow, WindowUse};
+use crate::domain::{
+    AccountStatus, AgentId, AuditAction, BlockedReason, NumberSort, PhoneNumberId,
+    RegistrationState, WorkspaceId,
+};
+use crate::meta::codes::REGISTRATION_BLOCKED;
+use crate::meta::ErrorClass;
 
-/// Meta's moving window for register calls (10 per number in 72 hours).
-pub const REGISTRATION_WINDOW_HOURS: i64 = 72;
+/// Where a number stands with Register, as the Actions column needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationStatus {
+    pub state: RegistrationState,
+    pub window: WindowUse,
+    pub blocked_reason: Option<BlockedReason>,
+    /// Meta's code of the last failed call, if Meta gave one.
+    pub last_error_code: Option<i64>,
+    /// Whether retrying the last failure can help; `None` unless the state is `failed`.
+    pub retryable: Option<bool>,
+}
 
 /// A number with what the table shows beside it.
 #[derive(Debug, Clone)]
 pub struct NumberRecord {
     pub row: PhoneNumberRow,
-    pub inbound_agent: Option<Ref>,
-    pub attempts_in_window: i64,
-    pub registration_state: RegistrationState,
+    pub inbound_agent: Option<AgentRef>,
+    pub registration: RegistrationStatus,
 }
 
 impl NumberRecord {
@@ -41,107 +57,148 @@ pub fn facts(row: &PhoneNumberRow) -> NumberFacts<'_> {
     }
 }
 
-/// Adds agent names and attempt counts to rows: a constant number of queries, whatever the page size.
+/// The register calls of the numbers in Meta's window, as the policy reads them: one query.
+pub(crate) fn calls_in_window(
+    conn: &mut db::DbConnection,
+    ids: &[PhoneNumberId],
+    now: NaiveDateTime,
+) -> Result<HashMap<PhoneNumberId, Vec<CallInWindow>>, ServiceError> {
+    let mut calls: HashMap<PhoneNumberId, Vec<CallInWindow>> = HashMap::new();
+    for (number, at, code) in numbers::calls_since(conn, ids, window_start(now))? {
+        calls.entry(number).or_default().push(CallInWindow {
+            at,
+            blocked_by_meta: code == Some(REGISTRATION_BLOCKED),
+        });
+    }
+    Ok(calls)
+}
+
+/// Adds agent names and registration standing to rows: a constant number of queries, whatever
+/// the page size.
 fn enrich(
     conn: &mut db::DbConnection,
-    workspace: &str,
+    workspace: &WorkspaceId,
     rows: Vec<PhoneNumberRow>,
-) -> Result<Vec<NumberRecord>, ApiError> {
+) -> Result<Vec<NumberRecord>, ServiceError> {
     let now = db::now();
-    let agent_ids: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r.inbound_agent_id.clone())
-        .collect();
-    let names: HashMap<String, String> = agents::names(conn, workspace, &agent_ids)?
+    let agent_ids: Vec<AgentId> = rows.iter().filter_map(|r| r.inbound_agent_id).collect();
+    let names: HashMap<AgentId, String> = agents::names(conn, workspace, &agent_ids)?
         .into_iter()
         .collect();
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let attempts = numbers::attempts_since(conn, &ids, window_start(now))?;
+    let ids: Vec<PhoneNumberId> = rows.iter().map(|r| r.id).collect();
+    let mut calls = calls_in_window(conn, &ids, now)?;
+    let statuses = accounts::statuses(conn, workspace)?;
     Ok(rows
         .into_iter()
         .map(|row| {
-            let inbound_agent = row.inbound_agent_id.as_ref().and_then(|id| {
-                names.get(id).map(|name| Ref {
-                    id: id.clone(),
-                    label: name.clone(),
+            let inbound_agent = row.inbound_agent_id.and_then(|id| {
+                names.get(&id).map(|name| AgentRef {
+                    id,
+                    name: name.clone(),
                 })
             });
-            let registration_state = facts(&row).registration_state(
-                &row.registration_state,
-                row.registration_lease_until,
-                now,
-            );
+            let facts = facts(&row);
+            let window = WindowUse::of(&calls.remove(&row.id).unwrap_or_default(), now);
+            let needs_reconnect =
+                statuses.get(&row.whatsapp_account_id) == Some(&AccountStatus::NeedsReconnect);
+            let state =
+                facts.registration_state(row.registration_state, row.registration_lease_until, now);
+            let (last_error_code, retryable) = match state {
+                RegistrationState::Failed => {
+                    let code = row.registration_last_error_code;
+                    let retryable = match code {
+                        Some(code) => ErrorClass::of_code(code).retryable(),
+                        None => !needs_reconnect,
+                    };
+                    (code, Some(retryable))
+                }
+                _ => (None, None),
+            };
+            let registration = RegistrationStatus {
+                blocked_reason: facts.blocked_reason(&window, needs_reconnect),
+                state,
+                window,
+                last_error_code,
+                retryable,
+            };
             NumberRecord {
-                attempts_in_window: attempts.get(&row.id).copied().unwrap_or(0),
                 inbound_agent,
-                registration_state,
+                registration,
                 row,
             }
         })
         .collect())
 }
 
-/// Start of the register-call window ending at `now`.
-pub fn window_start(now: NaiveDateTime) -> NaiveDateTime {
-    now - chrono::TimeDelta::hours(REGISTRATION_WINDOW_HOURS)
-}
-
-/// One page of the workspace's numbers.
+/// One page of the workspace's numbers, in `sort` order.
 pub async fn list(
     db: &Db,
-    workspace: &str,
+    workspace: &WorkspaceId,
     filter: PhoneNumberFilter,
+    sort: NumberSort,
     page: PageRequest,
-) -> Result<(Vec<NumberRecord>, Option<String>), ApiError> {
-    let workspace = workspace.to_owned();
+) -> Result<(Vec<NumberRecord>, Option<String>), ServiceError> {
+    if matches!(
+        sort,
+        NumberSort::QualityRating | NumberSort::QualityRatingDesc
+    ) && page
+        .after
+        .as_ref()
+        .is_some_and(|c| c.key.parse::<i32>().is_err())
+    {
+        return Err(ServiceError::Invalid(
+            "`cursor` is not a cursor this API returned for this `sort`".into(),
+        ));
+    }
+    let workspace = workspace.clone();
     db.run(move |conn| {
-        let rows = numbers::list(conn, &workspace, &filter, &page)?;
+        let rows = numbers::list(conn, &workspace, &filter, sort, &page)?;
         let (rows, next) = page.finish(rows, |r| Cursor {
-            key: r.display_digits.clone(),
-            id: r.id.clone(),
+            key: numbers::sort_key(r, sort),
+            id: r.id.to_string(),
         });
         Ok((enrich(conn, &workspace, rows)?, next))
     })
     .await
 }
 
-/// One number, or 404 `phone_number_not_found`.
-pub async fn get(db: &Db, workspace: &str, id: &str) -> Result<NumberRecord, ApiError> {
-    let (workspace, id) = (workspace.to_owned(), id.to_owned());
-    db.run(move |conn| load(conn, &workspace, &id)).await
+/// One number, or [`ServiceError::PhoneNumberNotFound`].
+pub async fn get(
+    db: &Db,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
+) -> Result<NumberRecord, ServiceError> {
+    let workspace = workspace.clone();
+    db.run(move |conn| load(conn, &workspace, id)).await
 }
 
 pub(crate) fn load(
     conn: &mut db::DbConnection,
-    workspace: &str,
-    id: &str,
-) -> Result<NumberRecord, ApiError> {
-    if !super::is_uuid(id) {
-        return Err(ApiError::phone_number_not_found());
-    }
-    let row = numbers::get(conn, workspace, id)?.ok_or_else(ApiError::phone_number_not_found)?;
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
+) -> Result<NumberRecord, ServiceError> {
+    let row = numbers::get(conn, workspace, id)?.ok_or(ServiceError::PhoneNumberNotFound)?;
     enrich(conn, workspace, vec![row])?
         .pop()
-        .ok_or_else(ApiError::phone_number_not_found)
+        .ok_or(ServiceError::PhoneNumberNotFound)
 }
 
 /// Sets the agent that answers the number's inbound messages, or clears it with `None`.
-/// Only Cloud API numbers can get one; clearing is always allowed. Changes are audited.
+/// Only numbers fully on the Cloud API can get one; clearing is always allowed. Changes are audited.
 pub async fn assign_inbound_agent(
     db: &Db,
     caller: &Principal,
-    number_id: &str,
-    agent_id: Option<String>,
-) -> Result<NumberRecord, ApiError> {
-    let (caller, number_id) = (caller.clone(), number_id.to_owned());
+    number_id: PhoneNumberId,
+    agent_id: Option<AgentId>,
+) -> Result<NumberRecord, ServiceError> {
+    let caller = caller.clone();
     db.run(move |conn| {
         write_tx(conn, |conn| {
-            let ws = caller.workspace_id.as_str();
-            let number = load(conn, ws, &number_id)?;
-            let previous = number.row.inbound_agent_id.clone();
-            let agent = match &agent_id {
-                Some(id) if super::is_uuid(id) => Some(agents::get(conn, ws, id)?.ok_or_else(ApiError::agent_not_found)?),
-                Some(_) => return Err(ApiError::agent_not_found()),
+            let ws = &caller.workspace_id;
+            let number = load(conn, ws, number_id)?;
+            let previous = number.row.inbound_agent_id;
+            let agent = match agent_id {
+                Some(id) => Some(agents::get(conn, ws, id)?.ok_or(ServiceError::AgentNotFound)?),
                 None => None,
             };
             if agent.is_some() {
@@ -150,20 +207,27 @@ pub async fn assign_inbound_agent(
             if previous == agent_id {
                 return Ok(number);
             }
-            numbers::set_inbound_agent(conn, ws, &number_id, agent_id.as_deref(), db::now())?;
-            let (action, detail) = match &agent {
-                Some(a) => (
-                    "inbound_agent.assigned",
-                    serde_json::json!({"agent_name": a.name, "previous_agent_id": previous, "display_phone_number": number.row.display_phone_number}),
-                ),
-                None => (
-                    "inbound_agent.cleared",
-                    serde_json::json!({"previous_agent_id": previous, "display_phone_number": number.row.display_phone_number}),
-                ),
+            numbers::set_inbound_agent(conn, ws, number_id, agent_id, db::now())?;
+            let detail = AuditDetail {
+                display_phone_number: Some(number.row.display_phone_number.clone()),
+                agent_name: agent.as_ref().map(|a| a.name.clone()),
+                previous_agent_id: previous,
+                ..AuditDetail::default()
             };
-            let agent_ref = agent_id.as_deref().or(previous.as_deref());
-            audit::insert(conn, &audit_row(&caller, action, Some(&number_id), agent_ref, detail))?;
-            load(conn, ws, &number_id)
+            let action = if agent.is_some() {
+                AuditAction::InboundAgentAssigned
+            } else {
+                AuditAction::InboundAgentCleared
+            };
+            let row = audit_row(
+                &caller,
+                action,
+                Some(number_id),
+                agent_id.or(previous),
+                &detail,
+            );
+            audit::insert(conn, &row)?;
+            load(conn, ws, number_id)
         })
     })
     .await
@@ -172,16 +236,16 @@ pub async fn assign_inbound_agent(
 /// The number's registration ledger, newest first.
 pub async fn registration_attempts(
     db: &Db,
-    workspace: &str,
-    id: &str,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
     page: PageRequest,
-) -> Result<(Vec<RegistrationAttemptRow>, Option<String>), ApiError> {
+) -> Result<(Vec<RegistrationAttemptRow>, Option<String>), ServiceError> {
     let after = page.time_after()?;
-    let (workspace, id) = (workspace.to_owned(), id.to_owned());
+    let workspace = workspace.clone();
     db.run(move |conn| {
-        load(conn, &workspace, &id)?;
-        let rows = registration::list_attempts(conn, &workspace, &id, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
+        load(conn, &workspace, id)?;
+        let rows = registration::list_attempts(conn, &workspace, id, after, &page)?;
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
     })
     .await
 }
@@ -189,16 +253,16 @@ pub async fn registration_attempts(
 /// The number's quality-rating history, newest first.
 pub async fn quality_events(
     db: &Db,
-    workspace: &str,
-    id: &str,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
     page: PageRequest,
-) -> Result<(Vec<QualityEventRow>, Option<String>), ApiError> {
+) -> Result<(Vec<QualityEventRow>, Option<String>), ServiceError> {
     let after = page.time_after()?;
-    let (workspace, id) = (workspace.to_owned(), id.to_owned());
+    let workspace = workspace.clone();
     db.run(move |conn| {
-        load(conn, &workspace, &id)?;
-        let rows = registration::list_quality_events(conn, &workspace, &id, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, &r.id)))
+        load(conn, &workspace, id)?;
+        let rows = registration::list_quality_events(conn, &workspace, id, after, &page)?;
+        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
     })
     .await
 }

@@ -1,30 +1,22 @@
 //! The Register action: one call to Meta at a time per number, within Meta's limit of 10 register
 //! calls per number in 72 hours, each recorded in the ledger, with the same PIN every time.
 
-use std::time::Duration;
-
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::OsRng;
-use chrono::{NaiveDateTime, TimeDelta};
 
-use super::phone_numbers::{load, window_start, NumberRecord};
+use super::phone_numbers::{calls_in_window, load, NumberRecord};
 use super::sync::{apply_to_row, meta_fields};
+use super::ServiceError;
 use crate::auth::Principal;
 use crate::db::models::{AccountRow, MetaFields, RegistrationAttemptRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx};
-use crate::domain::phone_number::CLOUD_API;
-use crate::error::ApiError;
+use crate::domain::phone_number::THROUGHPUT_NOT_APPLICABLE;
+use crate::domain::registration::{backoff, WindowUse, LEASE};
+use crate::domain::{
+    AttemptId, AttemptOutcome, PhoneNumberId, PlatformType, QualityEventSource, RegistrationState,
+};
 use crate::meta::{ErrorClass, MetaError};
 use crate::state::AppState;
-
-/// Meta's limit: register calls per number in a moving 72-hour window.
-pub const META_REGISTER_LIMIT: usize = 10;
-/// Calls one click may make (the first, plus retries after transient errors).
-const TRIES_PER_CLICK: usize = 3;
-/// How long an attempt holds the number; longer than the tries and backoffs of one click.
-const LEASE: TimeDelta = TimeDelta::minutes(3);
-/// Meta's code for "too many register/deregister calls: blocked for 72 hours".
-const BLOCKED: i64 = 133016;
 
 /// A fresh 6-digit PIN from the operating system's CSPRNG (rejection sampling: no modulo bias).
 pub fn new_pin() -> String {
@@ -40,7 +32,8 @@ struct Claim {
     number: NumberRecord,
     account: AccountRow,
     pin_enc: String,
-    calls_left: usize,
+    /// Calls this click may make (the policy's per-click cap, within what the window has left).
+    calls: usize,
 }
 
 /// Registers the number with Meta's Cloud API. The work runs on its own task, so a client that
@@ -48,19 +41,19 @@ struct Claim {
 pub async fn register(
     state: &AppState,
     caller: &Principal,
-    number_id: &str,
-) -> Result<NumberRecord, ApiError> {
-    let (state, caller, number_id) = (state.clone(), caller.clone(), number_id.to_owned());
-    tokio::spawn(async move { run(&state, &caller, &number_id).await })
+    number_id: PhoneNumberId,
+) -> Result<NumberRecord, ServiceError> {
+    let (state, caller) = (state.clone(), caller.clone());
+    tokio::spawn(async move { run(&state, &caller, number_id).await })
         .await
-        .map_err(|e| ApiError::Internal(format!("registration task failed: {e}")))?
+        .map_err(|e| ServiceError::Internal(format!("registration task failed: {e}")))?
 }
 
 async fn run(
     state: &AppState,
     caller: &Principal,
-    number_id: &str,
-) -> Result<NumberRecord, ApiError> {
+    number_id: PhoneNumberId,
+) -> Result<NumberRecord, ServiceError> {
     let claim = claim(state, caller, number_id).await?;
     let result = register_claimed(state, caller, &claim).await;
     if let Err(err) = &result {
@@ -76,7 +69,7 @@ async fn register_claimed(
     state: &AppState,
     caller: &Principal,
     claim: &Claim,
-) -> Result<NumberRecord, ApiError> {
+) -> Result<NumberRecord, ServiceError> {
     let token = match claim
         .account
         .access_token_enc
@@ -84,28 +77,18 @@ async fn register_claimed(
         .map(|t| state.secrets.decrypt(t))
     {
         Some(Ok(token)) => token,
-        _ => {
-            return Err(ApiError::Conflict {
-                code: "account_needs_reconnect",
-                detail: "The number's WhatsApp account has no usable access token; reconnect the account."
-                    .into(),
-            });
-        }
+        _ => return Err(ServiceError::AccountNeedsReconnect),
     };
     let pin = state
         .secrets
         .decrypt(&claim.pin_enc)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let meta_id = claim.number.row.phone_number_id.clone();
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let meta_id = claim.number.row.meta_phone_number_id.clone();
 
     let mut outcome = Err(MetaError::Unexpected("no register call was made".into()));
-    for attempt in 0..claim.calls_left.min(TRIES_PER_CLICK) {
-        if attempt > 0 {
-            let backoff = state
-                .settings
-                .register_retry_base_ms
-                .saturating_mul(1 << (attempt - 1));
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+    for call in 0..claim.calls {
+        if call > 0 {
+            tokio::time::sleep(backoff(state.settings.register_retry_base_ms, call)).await;
         }
         // Into the ledger before the call: should the process die during it, the call still counts.
         let attempt_id = start_attempt(state, caller, claim).await?;
@@ -123,7 +106,7 @@ async fn register_claimed(
             if let Err(err) = &reread {
                 tracing::warn!(phone_number_id = %meta_id, error = %err, "registered, but re-reading the number failed");
             }
-            let (claim_number, account_id) = (claim.number.row.clone(), claim.account.id.clone());
+            let (claim_number, account_id) = (claim.number.row.clone(), claim.account.id);
             let ws = caller.workspace_id.clone();
             state
                 .db
@@ -131,127 +114,101 @@ async fn register_claimed(
                     write_tx(conn, |conn| {
                         let now = db::now();
                         let current =
-                            numbers::get(conn, &ws, &claim_number.id)?.unwrap_or(claim_number);
+                            numbers::get(conn, &ws, claim_number.id)?.unwrap_or(claim_number);
                         let mut fields = match &reread {
                             Ok(meta) => meta_fields(meta, Some(&current)),
                             Err(_) => MetaFields::of(&current),
                         };
                         // Meta said yes: the number is on the Cloud API even if a read lags behind.
-                        fields.platform_type = CLOUD_API.into();
-                        if fields.throughput_level.as_deref() == Some("NOT_APPLICABLE") {
+                        fields.platform_type = PlatformType::CloudApi;
+                        if fields.throughput_level.as_deref() == Some(THROUGHPUT_NOT_APPLICABLE) {
                             fields.throughput_level = Some("STANDARD".into());
                         }
-                        apply_to_row(conn, &current, &account_id, &fields, "registration", now)?;
-                        numbers::finish_registration(conn, &current.id, "registered", None, now)?;
-                        load(conn, &ws, &current.id)
+                        let source = QualityEventSource::Registration;
+                        apply_to_row(conn, &current, account_id, &fields, source, now)?;
+                        let registered = RegistrationState::Registered;
+                        numbers::finish_registration(conn, current.id, registered, None, now)?;
+                        load(conn, &ws, current.id)
                     })
                 })
                 .await
         }
         Err(err) => {
-            let api_error = if err.code() == Some(BLOCKED) {
-                ApiError::TooManyRequests {
-                    code: "registration_limit_reached",
-                    detail: err.user_sentence(),
-                    retry_after_seconds: err.retry_after_seconds(),
-                }
-            } else {
-                ApiError::Meta(err.clone())
-            };
             if err.is_token_rejected() {
-                let account_id = claim.account.id.clone();
+                let account_id = claim.account.id;
                 state
                     .db
                     .run(move |conn| {
-                        Ok(accounts::mark_needs_reconnect(
-                            conn,
-                            &account_id,
-                            db::now(),
-                        )?)
+                        accounts::mark_needs_reconnect(conn, account_id, db::now())
+                            .map_err(ServiceError::from)
                     })
                     .await?;
             }
-            Err(api_error)
+            if err.is_registration_blocked() {
+                let now = db::now();
+                let until = now + crate::domain::registration::WINDOW;
+                return Err(ServiceError::RegistrationLimitReached {
+                    until,
+                    by_meta: true,
+                    retry_after_seconds: err.retry_after_seconds().unwrap_or(72 * 3600),
+                });
+            }
+            Err(ServiceError::Meta(err))
         }
     }
 }
 
 /// Checks the rules, counts the ledger and takes the number's lease, in one transaction.
-async fn claim(state: &AppState, caller: &Principal, number_id: &str) -> Result<Claim, ApiError> {
-    let (ws, id) = (caller.workspace_id.clone(), number_id.to_owned());
+async fn claim(
+    state: &AppState,
+    caller: &Principal,
+    id: PhoneNumberId,
+) -> Result<Claim, ServiceError> {
+    let ws = caller.workspace_id.clone();
     let fresh_pin = state.secrets.encrypt(&new_pin());
     state
         .db
         .run(move |conn| {
             write_tx(conn, |conn| {
                 let now = db::now();
-                let number = load(conn, &ws, &id)?;
+                let number = load(conn, &ws, id)?;
                 let facts = number.facts();
+                let display = facts.display.to_owned();
                 if facts.removed {
-                    return Err(ApiError::Conflict {
-                        code: "number_removed",
-                        detail: format!(
-                            "{} was removed from its WhatsApp Business Account in Meta.",
-                            facts.display
-                        ),
-                    });
+                    return Err(ServiceError::NumberRemoved { display });
                 }
                 if !facts.needs_registration() {
-                    let why = if facts.is_on_biz_app {
-                        "is also on the WhatsApp Business app (coexistence): Meta registered it already"
-                    } else {
-                        "is already on the WhatsApp Cloud API"
-                    };
-                    return Err(ApiError::Conflict {
-                        code: "already_registered",
-                        detail: format!("{} {why}; there is nothing to register.", facts.display),
+                    return Err(ServiceError::AlreadyRegistered {
+                        display,
+                        coexistence: facts.is_on_biz_app,
                     });
                 }
-                let recent = registration::attempts_since(conn, &id, window_start(now))?;
-                if let Some(block) = recent.iter().rev().find(|a| a.meta_code == Some(BLOCKED)) {
-                    return Err(limit_reached(
-                        block.created_at,
-                        now,
-                        "Meta blocked registration of this number",
-                    ));
-                }
-                if recent.len() >= META_REGISTER_LIMIT {
-                    let oldest = recent[recent.len() - META_REGISTER_LIMIT].created_at;
-                    return Err(limit_reached(
-                        oldest,
-                        now,
-                        "Meta allows 10 register attempts per number in 72 hours",
-                    ));
-                }
-                if !numbers::claim_registration(conn, &ws, &id, now, now + LEASE)? {
-                    return Err(ApiError::Conflict {
-                        code: "registration_in_progress",
-                        detail: format!(
-                            "{} is being registered right now; wait for that attempt to finish.",
-                            facts.display
-                        ),
+                let calls = calls_in_window(conn, &[id], now)?
+                    .remove(&id)
+                    .unwrap_or_default();
+                let window = WindowUse::of(&calls, now);
+                if let Some(until) = window.blocked_until {
+                    return Err(ServiceError::RegistrationLimitReached {
+                        until,
+                        by_meta: window.blocked_by_meta,
+                        retry_after_seconds: (until - now).num_seconds().max(1).unsigned_abs(),
                     });
                 }
-                let account = accounts::get(conn, &ws, &number.row.whatsapp_account_id)?
-                    .ok_or_else(|| ApiError::Internal("number without account".into()))?;
-                let pin_enc = numbers::ensure_pin(conn, &id, &fresh_pin)?;
-                Ok(Claim { calls_left: META_REGISTER_LIMIT - recent.len(), number, account, pin_enc })
+                if !numbers::claim_registration(conn, &ws, id, now, now + LEASE)? {
+                    return Err(ServiceError::RegistrationInProgress { display });
+                }
+                let account = accounts::get(conn, &ws, number.row.whatsapp_account_id)?
+                    .ok_or_else(|| ServiceError::Internal("number without account".into()))?;
+                let pin_enc = numbers::ensure_pin(conn, id, &fresh_pin)?;
+                Ok(Claim {
+                    calls: window.calls_for_next_click(),
+                    number,
+                    account,
+                    pin_enc,
+                })
             })
         })
         .await
-}
-
-fn limit_reached(since: NaiveDateTime, now: NaiveDateTime, why: &str) -> ApiError {
-    let until = since + TimeDelta::hours(72);
-    let seconds = (until - now).num_seconds().max(1) as u64;
-    ApiError::TooManyRequests {
-        code: "registration_limit_reached",
-        detail: format!(
-            "{why}; try again after {} UTC. Trying sooner would keep the number blocked.",
-            until.format("%Y-%m-%d %H:%M")
-        ),
-        retry_after_seconds: Some(seconds),
-    }
 }
 
 /// Records a register call about to be made (`outcome: pending`); returns its id.
@@ -259,23 +216,23 @@ async fn start_attempt(
     state: &AppState,
     caller: &Principal,
     claim: &Claim,
-) -> Result<String, ApiError> {
+) -> Result<AttemptId, ServiceError> {
     let row = RegistrationAttemptRow {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: AttemptId::random(),
         workspace_id: caller.workspace_id.clone(),
-        phone_number_id: claim.number.row.id.clone(),
+        number_id: claim.number.row.id,
         actor: caller.subject.clone(),
-        outcome: "pending".into(),
+        outcome: AttemptOutcome::Pending,
         meta_code: None,
         meta_subcode: None,
         meta_message: None,
         fbtrace_id: None,
         created_at: db::now(),
     };
-    let id = row.id.clone();
+    let id = row.id;
     state
         .db
-        .run(move |conn| Ok(registration::insert_attempt(conn, &row)?))
+        .run(move |conn| registration::insert_attempt(conn, &row).map_err(ServiceError::from))
         .await?;
     Ok(id)
 }
@@ -283,20 +240,17 @@ async fn start_attempt(
 /// Records how the call ended.
 async fn finish_attempt(
     state: &AppState,
-    id: String,
+    id: AttemptId,
     error: Option<&MetaError>,
-) -> Result<(), ApiError> {
-    let outcome = registration::AttemptOutcome {
+) -> Result<(), ServiceError> {
+    let outcome = registration::AttemptFinish {
         outcome: if error.is_none() {
-            "succeeded"
+            AttemptOutcome::Succeeded
         } else {
-            "failed"
+            AttemptOutcome::Failed
         },
         meta_code: error.and_then(MetaError::code),
-        meta_subcode: match error {
-            Some(MetaError::Api(e)) => e.subcode,
-            _ => None,
-        },
+        meta_subcode: error.and_then(MetaError::subcode),
         meta_message: error.map(|e| match e {
             MetaError::Api(e) => e.message.clone(),
             other => other.to_string(),
@@ -308,24 +262,23 @@ async fn finish_attempt(
     };
     state
         .db
-        .run(move |conn| Ok(registration::finish_attempt(conn, &id, &outcome)?))
+        .run(move |conn| {
+            registration::finish_attempt(conn, id, &outcome).map_err(ServiceError::from)
+        })
         .await?;
     Ok(())
 }
 
 /// Records the failure on the number and releases its lease.
-async fn fail(state: &AppState, claim: &Claim, err: &ApiError) -> Result<(), ApiError> {
-    let (id, error) = (claim.number.row.id.clone(), err.to_string());
+async fn fail(state: &AppState, claim: &Claim, err: &ServiceError) -> Result<(), ServiceError> {
+    let (id, error) = (claim.number.row.id, err.to_string());
+    let code = err.meta().and_then(MetaError::code);
     state
         .db
         .run(move |conn| {
-            Ok(numbers::finish_registration(
-                conn,
-                &id,
-                "failed",
-                Some(&error),
-                db::now(),
-            )?)
+            let failed = RegistrationState::Failed;
+            numbers::finish_registration(conn, id, failed, Some((&error, code)), db::now())
+                .map_err(ServiceError::from)
         })
         .await?;
     Ok(())

@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 
+use super::ServiceError;
 use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx, DbConnection};
-use crate::domain::phone_number::normalize_quality_rating;
-use crate::domain::{digits, search_key};
-use crate::error::ApiError;
+use crate::domain::{
+    digits, search_key, AccountId, AccountStatus, MetaPhoneNumberId, PhoneNumberId, PlatformType,
+    QualityEventId, QualityEventSource, QualityRating, RegistrationState, WorkspaceId,
+};
 use crate::meta::{MetaError, MetaPhoneNumber};
 use crate::state::AppState;
 
@@ -20,11 +22,17 @@ const SYNC_LEASE: TimeDelta = TimeDelta::minutes(5);
 const MAX_PAGES: usize = 500;
 
 /// What a sync changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SyncCounts {
+    /// Numbers new to this workspace.
     pub added: u64,
+    /// Numbers whose Meta facts changed.
     pub updated: u64,
+    /// Numbers gone from Meta, now marked removed.
     pub removed: u64,
+    /// Our ids of the added numbers.
+    #[serde(skip)]
+    pub added_ids: Vec<PhoneNumberId>,
 }
 
 impl std::ops::AddAssign for SyncCounts {
@@ -32,11 +40,18 @@ impl std::ops::AddAssign for SyncCounts {
         self.added += other.added;
         self.updated += other.updated;
         self.removed += other.removed;
+        self.added_ids.extend(other.added_ids);
     }
 }
 
 /// The stored form of what Meta says; `previous` supplies what Meta left out.
 pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) -> MetaFields {
+    let quality_rating = match (&meta.quality_rating, previous) {
+        (None, Some(p)) => p.quality_rating,
+        (rating, _) => rating
+            .as_deref()
+            .map_or(QualityRating::Unknown, QualityRating::from_meta),
+    };
     let keep = |new: &Option<String>, old: Option<&Option<String>>| {
         new.clone().or_else(|| old.cloned().flatten())
     };
@@ -52,13 +67,12 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
         ),
         platform_type: meta
             .platform_type
-            .clone()
+            .as_deref()
+            .map(PlatformType::from_meta)
             .or_else(|| previous.map(|p| p.platform_type.clone()))
-            .unwrap_or_else(|| "NOT_APPLICABLE".into()),
-        quality_rating: match (&meta.quality_rating, previous) {
-            (None, Some(p)) => p.quality_rating.clone(),
-            (rating, _) => normalize_quality_rating(rating.as_deref()).to_owned(),
-        },
+            .unwrap_or(PlatformType::NotApplicable),
+        quality_rating,
+        quality_rank: quality_rating.rank(),
         status: keep(&meta.status, previous.map(|p| &p.status)),
         code_verification_status: keep(
             &meta.code_verification_status,
@@ -80,28 +94,28 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
 pub fn apply_to_row(
     conn: &mut DbConnection,
     row: &PhoneNumberRow,
-    account_id: &str,
+    account_id: AccountId,
     fields: &MetaFields,
-    source: &str,
+    source: QualityEventSource,
     now: NaiveDateTime,
-) -> Result<bool, ApiError> {
+) -> Result<bool, ServiceError> {
     let changed = MetaFields::of(row) != *fields
         || row.removed_at.is_some()
         || row.whatsapp_account_id != account_id;
     if !changed {
         return Ok(false);
     }
-    numbers::update_from_meta(conn, &row.id, account_id, fields, now)?;
+    numbers::update_from_meta(conn, row.id, account_id, fields, now)?;
     if row.quality_rating != fields.quality_rating {
         registration::insert_quality_event(
             conn,
             &QualityEventRow {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: QualityEventId::random(),
                 workspace_id: row.workspace_id.clone(),
-                phone_number_id: row.id.clone(),
-                old_rating: Some(row.quality_rating.clone()),
-                new_rating: fields.quality_rating.clone(),
-                source: source.to_owned(),
+                number_id: row.id,
+                old_rating: Some(row.quality_rating),
+                new_rating: fields.quality_rating,
+                source,
                 event: None,
                 created_at: now,
             },
@@ -114,7 +128,7 @@ pub fn apply_to_row(
 async fn fetch_all(
     state: &AppState,
     token: &str,
-    waba_id: &str,
+    waba_id: &crate::domain::WabaId,
 ) -> Result<Vec<MetaPhoneNumber>, MetaError> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
@@ -142,42 +156,35 @@ async fn fetch_all(
 
 /// Syncs one account. Errors are recorded on the account (`last_sync_error`, and
 /// `needs_reconnect` when Meta rejected the token) and returned.
-pub async fn sync_account(state: &AppState, account: &AccountRow) -> Result<SyncCounts, ApiError> {
-    let id = account.id.clone();
+pub async fn sync_account(
+    state: &AppState,
+    account: &AccountRow,
+) -> Result<SyncCounts, ServiceError> {
+    let id = account.id;
     let claimed = state
         .db
         .run(move |conn| {
             let now = db::now();
-            Ok(accounts::claim_sync(conn, &id, now, now + SYNC_LEASE)?)
+            accounts::claim_sync(conn, id, now, now + SYNC_LEASE).map_err(ServiceError::from)
         })
         .await?;
     if !claimed {
-        return Err(ApiError::Conflict {
-            code: "sync_in_progress",
-            detail:
-                "This account is being synced right now; its numbers will be current in a moment."
-                    .into(),
-        });
+        return Err(ServiceError::SyncInProgress);
     }
     let result = fetch_and_apply(state, account).await;
     let (error, status) = match &result {
-        Ok(_) => (None, "connected"),
-        Err(ApiError::Meta(err)) if err.is_token_rejected() => {
-            (Some(err.user_sentence()), "needs_reconnect")
+        Ok(_) => (None, AccountStatus::Connected),
+        Err(ServiceError::Meta(err)) if err.is_token_rejected() => {
+            (Some(err.user_sentence()), AccountStatus::NeedsReconnect)
         }
-        Err(err) => (Some(err.to_string()), account.status.as_str()),
+        Err(err) => (Some(err.to_string()), account.status),
     };
-    let (id, status) = (account.id.clone(), status.to_owned());
+    let id = account.id;
     state
         .db
         .run(move |conn| {
-            Ok(accounts::finish_sync(
-                conn,
-                &id,
-                error.as_deref(),
-                &status,
-                db::now(),
-            )?)
+            accounts::finish_sync(conn, id, error.as_deref(), status, db::now())
+                .map_err(ServiceError::from)
         })
         .await?;
     if let Err(err) = &result {
@@ -186,21 +193,19 @@ pub async fn sync_account(state: &AppState, account: &AccountRow) -> Result<Sync
     result
 }
 
-async fn fetch_and_apply(state: &AppState, account: &AccountRow) -> Result<SyncCounts, ApiError> {
+async fn fetch_and_apply(
+    state: &AppState,
+    account: &AccountRow,
+) -> Result<SyncCounts, ServiceError> {
     let token_enc = account
         .access_token_enc
         .as_deref()
-        .ok_or_else(|| ApiError::Conflict {
-            code: "account_needs_reconnect",
-            detail: "This WhatsApp account has no access token; reconnect it.".into(),
-        })?;
+        .ok_or(ServiceError::AccountNeedsReconnect)?;
     let token = state
         .secrets
         .decrypt(token_enc)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let from_meta = fetch_all(state, &token, &account.waba_id)
-        .await
-        .map_err(ApiError::Meta)?;
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let from_meta = fetch_all(state, &token, &account.waba_id).await?;
     let account = account.clone();
     state
         .db
@@ -212,20 +217,21 @@ fn apply(
     conn: &mut DbConnection,
     account: &AccountRow,
     from_meta: &[MetaPhoneNumber],
-) -> Result<SyncCounts, ApiError> {
+) -> Result<SyncCounts, ServiceError> {
     let now = db::now();
+    let source = QualityEventSource::Sync;
     let mut counts = SyncCounts::default();
-    let meta_ids: Vec<String> = from_meta.iter().map(|n| n.id.clone()).collect();
-    let known: HashMap<String, PhoneNumberRow> = numbers::by_meta_ids(conn, &meta_ids)?
+    let meta_ids: Vec<MetaPhoneNumberId> = from_meta.iter().map(|n| n.id.clone()).collect();
+    let known: HashMap<MetaPhoneNumberId, PhoneNumberRow> = numbers::by_meta_ids(conn, &meta_ids)?
         .into_iter()
-        .map(|r| (r.phone_number_id.clone(), r))
+        .map(|r| (r.meta_phone_number_id.clone(), r))
         .collect();
     // Rows of this account that Meta no longer lists under their id, by digits: a number deleted and
     // added again in Meta comes back with a new id, and keeps its history and agent here.
-    let listed: HashSet<&str> = meta_ids.iter().map(String::as_str).collect();
-    let mut orphans: HashMap<String, PhoneNumberRow> = numbers::for_account(conn, &account.id)?
+    let listed: HashSet<&MetaPhoneNumberId> = meta_ids.iter().collect();
+    let mut orphans: HashMap<String, PhoneNumberRow> = numbers::for_account(conn, account.id)?
         .into_iter()
-        .filter(|r| !listed.contains(r.phone_number_id.as_str()))
+        .filter(|r| !listed.contains(&r.meta_phone_number_id))
         .map(|r| (r.display_digits.clone(), r))
         .collect();
     let mut unchanged = Vec::new();
@@ -240,36 +246,32 @@ fn apply(
             }
             Some(row) => {
                 let fields = meta_fields(meta, Some(row));
-                if apply_to_row(conn, row, &account.id, &fields, "sync", now)? {
+                if apply_to_row(conn, row, account.id, &fields, source, now)? {
                     counts.updated += 1;
                 } else {
-                    unchanged.push(row.id.clone());
+                    unchanged.push(row.id);
                 }
             }
             None => match orphans.remove(&digits(&meta.display_phone_number)) {
                 Some(row) => {
-                    numbers::set_meta_id(conn, &row.id, &meta.id)?;
-                    apply_to_row(
-                        conn,
-                        &row,
-                        &account.id,
-                        &meta_fields(meta, Some(&row)),
-                        "sync",
-                        now,
-                    )?;
+                    numbers::set_meta_id(conn, row.id, &meta.id)?;
+                    let fields = meta_fields(meta, Some(&row));
+                    apply_to_row(conn, &row, account.id, &fields, source, now)?;
                     counts.updated += 1;
                 }
                 None => {
-                    numbers::insert(conn, &new_row(account, meta, now))?;
+                    let row = new_row(account, meta, now);
+                    numbers::insert(conn, &row)?;
                     counts.added += 1;
+                    counts.added_ids.push(row.id);
                 }
             },
         }
     }
     numbers::touch_synced(conn, &unchanged, now)?;
-    let gone: Vec<String> = numbers::for_account(conn, &account.id)?
+    let gone: Vec<PhoneNumberId> = numbers::for_account(conn, account.id)?
         .into_iter()
-        .filter(|r| r.removed_at.is_none() && !seen.contains(&r.phone_number_id))
+        .filter(|r| r.removed_at.is_none() && !seen.contains(&r.meta_phone_number_id))
         .map(|r| r.id)
         .collect();
     counts.removed = numbers::mark_removed(conn, &gone, now)? as u64;
@@ -279,16 +281,17 @@ fn apply(
 fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> PhoneNumberRow {
     let f = meta_fields(meta, None);
     PhoneNumberRow {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: PhoneNumberId::random(),
         workspace_id: account.workspace_id.clone(),
-        whatsapp_account_id: account.id.clone(),
-        phone_number_id: meta.id.clone(),
+        whatsapp_account_id: account.id,
+        meta_phone_number_id: meta.id.clone(),
         display_phone_number: f.display_phone_number,
         display_digits: f.display_digits,
         verified_name: f.verified_name,
         verified_name_key: f.verified_name_key,
         platform_type: f.platform_type,
         quality_rating: f.quality_rating,
+        quality_rank: f.quality_rank,
         status: f.status,
         code_verification_status: f.code_verification_status,
         name_status: f.name_status,
@@ -297,8 +300,9 @@ fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> 
         account_mode: f.account_mode,
         is_on_biz_app: f.is_on_biz_app,
         inbound_agent_id: None,
-        registration_state: "not_registered".into(),
+        registration_state: RegistrationState::NotRegistered,
         registration_last_error: None,
+        registration_last_error_code: None,
         registration_last_attempt_at: None,
         registration_lease_until: None,
         pin_enc: None,
@@ -312,16 +316,19 @@ fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> 
 /// What syncing a workspace did: the totals, the accounts that failed, and how many it has.
 pub struct WorkspaceSync {
     pub counts: SyncCounts,
-    pub failed: Vec<(AccountRow, ApiError)>,
+    pub failed: Vec<(AccountRow, ServiceError)>,
     pub accounts: usize,
 }
 
 /// Syncs every account of the workspace; one account's failure does not stop the others.
-pub async fn sync_workspace(state: &AppState, workspace: &str) -> Result<WorkspaceSync, ApiError> {
-    let ws = workspace.to_owned();
+pub async fn sync_workspace(
+    state: &AppState,
+    workspace: &WorkspaceId,
+) -> Result<WorkspaceSync, ServiceError> {
+    let ws = workspace.clone();
     let accounts = state
         .db
-        .run(move |conn| Ok(accounts::list(conn, &ws)?))
+        .run(move |conn| accounts::list(conn, &ws).map_err(ServiceError::from))
         .await?;
     let mut result = WorkspaceSync {
         counts: SyncCounts::default(),
@@ -344,7 +351,7 @@ const CONCURRENT_SYNCS: usize = 4;
 async fn sync_concurrently(
     state: &AppState,
     accounts: Vec<AccountRow>,
-) -> Vec<(AccountRow, Result<SyncCounts, ApiError>)> {
+) -> Vec<(AccountRow, Result<SyncCounts, ServiceError>)> {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SYNCS));
     let tasks: Vec<_> = accounts
         .into_iter()
@@ -375,7 +382,7 @@ pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
         let before = db::now() - TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
         let due = match state
             .db
-            .run(move |conn| Ok(accounts::due_for_sync(conn, before)?))
+            .run(move |conn| accounts::due_for_sync(conn, before).map_err(ServiceError::from))
             .await
         {
             Ok(due) => due,

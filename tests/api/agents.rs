@@ -426,14 +426,12 @@ async fn deleting_an_agent_clears_its_numbers_and_records_it() {
             .get_json(&format!("/api/v1/phone-numbers/{number}"), &token)
             .await;
         assert!(view["inbound_agent"].is_null());
-        let events = app
-            .audit(&token, &format!("phone_number_id={number}"))
-            .await;
+        let events = app.audit(&token, &format!("number_id={number}")).await;
         assert_eq!(events[0]["action"], "inbound_agent.cleared");
         assert_eq!(events[0]["detail"]["reason"], "agent_deleted");
         assert_eq!(events[0]["agent_id"], agent["id"]);
     }
     let events = app.audit(&token, &format!("agent_id={agent_id}")).await;
     assert_eq!(events[0]["action"], "agent.deleted");
-    assert_eq!(events[0]["detail"]["name"], "Leaving");
+    assert_eq!(events[0]["detail"]["agent_name"], "Leaving");
 }

@@ -136,7 +136,7 @@ async fn viewers_read_but_every_change_is_403_and_changes_nothing() {
         (
             Method::PUT,
             format!("/api/v1/agents/{agent_id}/whatsapp-outbound-number"),
-            Some(json!({"phone_number_id": number})),
+            Some(json!({"number_id": number})),
         ),
         (
             Method::PUT,

@@ -9,7 +9,11 @@ use whatsapp_numbers::config::{MetaApp, Settings};
 use whatsapp_numbers::crypto::SecretBox;
 use whatsapp_numbers::db::models::{AccountRow, PhoneNumberRow};
 use whatsapp_numbers::db::{self, DbUrl};
-use whatsapp_numbers::domain::Role;
+use whatsapp_numbers::domain::{
+    AccountId, AccountStatus, PhoneNumberId, PlatformType, QualityRating, RegistrationState, Role,
+    WorkspaceId,
+};
+use whatsapp_numbers::service::ServiceError;
 use whatsapp_numbers::startup::Application;
 use whatsapp_numbers::state::AppState;
 
@@ -235,45 +239,49 @@ impl TestApp {
             Method::PUT,
             &path,
             Some(token),
-            Some(json!({ "phone_number_id": number_id })),
+            Some(json!({ "number_id": number_id })),
         )
         .await
     }
 
     /// Stores a number for `workspace` below the HTTP surface (numbers come from Meta, not from the API).
     pub async fn seed_number(&self, workspace: &str, seed: NumberSeed<'_>) -> String {
+        let workspace = WorkspaceId::from(workspace);
         self.state
-            .ensure_workspace(workspace)
+            .ensure_workspace(&workspace)
             .await
             .expect("workspace");
         let now = db::now();
-        let account_id = uuid::Uuid::new_v4().to_string();
+        let account_id = AccountId::random();
         let account = AccountRow {
-            id: account_id.clone(),
-            workspace_id: workspace.into(),
-            waba_id: format!("waba-{}", uuid::Uuid::new_v4().simple()),
+            id: account_id,
+            workspace_id: workspace.clone(),
+            waba_id: format!("waba-{}", uuid::Uuid::new_v4().simple()).into(),
             name: Some("Test WABA".into()),
             access_token_enc: None,
             token_expires_at: None,
-            status: "connected".into(),
+            status: AccountStatus::Connected,
             last_synced_at: Some(now),
             last_sync_error: None,
             sync_lease_until: None,
             created_at: now,
             updated_at: now,
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = PhoneNumberId::random();
+        let quality_rating = QualityRating::parse(seed.quality_rating).expect("a quality rating");
         let row = PhoneNumberRow {
-            id: id.clone(),
-            workspace_id: workspace.into(),
+            id,
+            workspace_id: workspace.clone(),
             whatsapp_account_id: account_id,
-            phone_number_id: format!("1{}", &uuid::Uuid::new_v4().as_u128().to_string()[..14]),
+            meta_phone_number_id: format!("1{}", &uuid::Uuid::new_v4().as_u128().to_string()[..14])
+                .into(),
             display_phone_number: seed.display.into(),
             display_digits: whatsapp_numbers::domain::digits(seed.display),
             verified_name: Some(seed.verified_name.into()),
             verified_name_key: whatsapp_numbers::domain::search_key(seed.verified_name),
-            platform_type: seed.platform_type.into(),
-            quality_rating: seed.quality_rating.into(),
+            platform_type: PlatformType::from_meta(seed.platform_type),
+            quality_rating,
+            quality_rank: quality_rating.rank(),
             status: Some("CONNECTED".into()),
             code_verification_status: Some("VERIFIED".into()),
             name_status: Some("APPROVED".into()),
@@ -289,8 +297,9 @@ impl TestApp {
             account_mode: Some("LIVE".into()),
             is_on_biz_app: seed.is_on_biz_app,
             inbound_agent_id: None,
-            registration_state: "not_registered".into(),
+            registration_state: RegistrationState::NotRegistered,
             registration_last_error: None,
+            registration_last_error_code: None,
             registration_last_attempt_at: None,
             registration_lease_until: None,
             pin_enc: None,
@@ -301,14 +310,14 @@ impl TestApp {
         };
         self.state
             .db
-            .run(move |conn| {
+            .run(move |conn| -> Result<(), ServiceError> {
                 db::accounts::insert(conn, &account)?;
                 db::phone_numbers::insert(conn, &row)?;
                 Ok(())
             })
             .await
             .expect("seed number");
-        id
+        id.to_string()
     }
 
     /// A Cloud API number with the given display number.
@@ -368,7 +377,7 @@ pub async fn raw_agent_columns(app: &TestApp, id: &str) -> (String, Option<Strin
     let id = id.to_owned();
     app.state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ServiceError> {
             use diesel::prelude::*;
             use whatsapp_numbers::db::schema::agents::dsl as a;
             Ok(a::agents

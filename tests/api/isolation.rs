@@ -95,13 +95,13 @@ async fn another_workspaces_ids_are_404_on_every_endpoint() {
         (
             Method::PUT,
             format!("/api/v1/agents/{agent_id}/whatsapp-outbound-number"),
-            Some(json!({"phone_number_id": intruders_number})),
+            Some(json!({"number_id": intruders_number})),
             "agent_not_found",
         ),
         (
             Method::PUT,
             format!("/api/v1/agents/{intruders_agent_id}/whatsapp-outbound-number"),
-            Some(json!({"phone_number_id": number})),
+            Some(json!({"number_id": number})),
             "phone_number_not_found",
         ),
     ];
@@ -131,7 +131,7 @@ async fn another_workspaces_ids_are_404_on_every_endpoint() {
     assert_eq!(agents["data"].as_array().unwrap().len(), 1);
     assert_eq!(agents["data"][0]["id"], json!(intruders_agent_id));
     assert!(app
-        .audit(&intruder, &format!("phone_number_id={number}"))
+        .audit(&intruder, &format!("number_id={number}"))
         .await
         .is_empty());
     assert!(app

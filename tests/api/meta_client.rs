@@ -1,6 +1,7 @@
 //! The real Graph client against a local server that answers like Meta.
 
 use std::time::Duration;
+use whatsapp_numbers::domain::WabaId;
 
 use serde_json::{json, Value};
 use whatsapp_numbers::meta::graph::{AppCredentials, GraphClient};
@@ -60,7 +61,7 @@ async fn list_phone_numbers_asks_for_every_field_and_follows_the_after_cursor() 
     let graph = client(&server).await;
 
     let first = graph
-        .list_phone_numbers(TOKEN, "waba-1", None)
+        .list_phone_numbers(TOKEN, &"waba-1".into(), None)
         .await
         .unwrap();
     assert_eq!(first.after.as_deref(), Some("QVFIUa"));
@@ -73,7 +74,7 @@ async fn list_phone_numbers_asks_for_every_field_and_follows_the_after_cursor() 
         Some("TIER_250")
     );
     let second = graph
-        .list_phone_numbers(TOKEN, "waba-1", first.after.as_deref())
+        .list_phone_numbers(TOKEN, &"waba-1".into(), first.after.as_deref())
         .await
         .unwrap();
     assert_eq!(
@@ -145,9 +146,15 @@ async fn register_posts_the_pin_and_reads_meta_errors_with_their_class() {
         .await;
     let graph = client(&server).await;
 
-    graph.register(TOKEN, "333", "123456").await.unwrap();
+    graph
+        .register(TOKEN, &"333".into(), "123456")
+        .await
+        .unwrap();
 
-    let wrong_pin = graph.register(TOKEN, "444", "123456").await.unwrap_err();
+    let wrong_pin = graph
+        .register(TOKEN, &"444".into(), "123456")
+        .await
+        .unwrap_err();
     assert_eq!(wrong_pin.class(), ErrorClass::NeedsUserAction);
     let MetaError::Api(e) = &wrong_pin else {
         panic!("{wrong_pin:?}")
@@ -160,14 +167,17 @@ async fn register_posts_the_pin_and_reads_meta_errors_with_their_class() {
 
     assert_eq!(
         graph
-            .register(TOKEN, "555", "123456")
+            .register(TOKEN, &"555".into(), "123456")
             .await
             .unwrap_err()
             .class(),
         ErrorClass::Transient
     );
 
-    let limited = graph.register(TOKEN, "666", "123456").await.unwrap_err();
+    let limited = graph
+        .register(TOKEN, &"666".into(), "123456")
+        .await
+        .unwrap_err();
     assert_eq!(limited.class(), ErrorClass::RateLimited);
     assert_eq!(limited.retry_after_seconds(), Some(12 * 60));
 }
@@ -187,7 +197,7 @@ async fn get_phone_number_reads_one_node_with_fields() {
         .await;
     let number = client(&server)
         .await
-        .get_phone_number(TOKEN, "333")
+        .get_phone_number(TOKEN, &"333".into())
         .await
         .unwrap();
     assert_eq!(number.platform_type.as_deref(), Some("CLOUD_API"));
@@ -229,7 +239,10 @@ async fn the_signup_code_is_exchanged_and_the_token_inspected_as_the_app() {
     let token = graph.exchange_code("the-code").await.unwrap();
     assert_eq!(token, "EAAB-new");
     let info = graph.inspect_token(&token).await.unwrap();
-    assert_eq!(info.waba_ids, vec!["waba-9", "waba-10"]);
+    assert_eq!(
+        info.waba_ids,
+        vec![WabaId::from("waba-9"), WabaId::from("waba-10")]
+    );
     assert_eq!(info.expires_at, None, "0 means never");
 }
 
@@ -271,19 +284,22 @@ async fn subscribe_send_and_mark_read_post_what_meta_expects() {
         .mount(&server)
         .await;
     let graph = client(&server).await;
-    graph.subscribe_app(TOKEN, "waba-1").await.unwrap();
+    graph.subscribe_app(TOKEN, &"waba-1".into()).await.unwrap();
     assert_eq!(
         graph
-            .send_message(TOKEN, "333", &text)
+            .send_message(TOKEN, &"333".into(), &text)
             .await
             .unwrap()
             .message_id,
         "wamid.ABC"
     );
-    graph.mark_read(TOKEN, "333", "wamid.IN").await.unwrap();
+    graph
+        .mark_read(TOKEN, &"333".into(), "wamid.IN")
+        .await
+        .unwrap();
     assert_eq!(
         graph
-            .get_waba_name(TOKEN, "waba-1")
+            .get_waba_name(TOKEN, &"waba-1".into())
             .await
             .unwrap()
             .as_deref(),
@@ -310,13 +326,13 @@ async fn a_rejected_token_and_an_answer_that_is_not_meta_are_told_apart() {
         .await;
     let graph = client(&server).await;
     let rejected = graph
-        .list_phone_numbers(TOKEN, "waba-1", None)
+        .list_phone_numbers(TOKEN, &"waba-1".into(), None)
         .await
         .unwrap_err();
     assert!(rejected.is_token_rejected());
     assert_eq!(rejected.class(), ErrorClass::NeedsUserAction);
     let proxy = graph
-        .list_phone_numbers(TOKEN, "waba-2", None)
+        .list_phone_numbers(TOKEN, &"waba-2".into(), None)
         .await
         .unwrap_err();
     assert!(matches!(proxy, MetaError::Transport(_)), "{proxy:?}");
@@ -336,7 +352,10 @@ async fn a_slow_meta_trips_the_timeout_as_a_transient_error() {
         .mount(&server)
         .await;
     let graph = client_with_timeout(&server, Duration::from_millis(300)).await;
-    let err = graph.register(TOKEN, "333", "123456").await.unwrap_err();
+    let err = graph
+        .register(TOKEN, &"333".into(), "123456")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, MetaError::Transport(m) if m.contains("timed out")),
         "{err:?}"

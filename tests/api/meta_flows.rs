@@ -203,7 +203,7 @@ async fn a_system_user_token_connects_subscribes_and_syncs_every_page() {
         account["sync"],
         json!({"added": 3, "updated": 0, "removed": 0})
     );
-    assert_eq!(account["phone_numbers"], 3);
+    assert_eq!(account["phone_number_count"], 3);
     let subscribed = server.received_requests().await.unwrap();
     assert_eq!(
         subscribed
@@ -291,7 +291,16 @@ async fn an_embedded_signup_code_is_exchanged_the_waba_found_and_subscribed() {
     let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
     assert_eq!(
         config,
-        json!({"app_id": META_APP_ID, "config_id": "es-config-1", "graph_version": "v25.0", "mode": "graph"})
+        json!({
+            "available": true, "app_id": META_APP_ID, "config_id": "es-config-1",
+            "graph_version": "v25.0", "mode": "graph",
+            "sdk_url": "https://connect.facebook.net/en_US/sdk.js",
+            "message_origin_suffix": "facebook.com",
+            "login_options": {
+                "config_id": "es-config-1", "response_type": "code",
+                "override_default_response_type": true, "extras": {"setup": {}}
+            }
+        })
     );
     assert!(!config.to_string().contains(META_APP_SECRET));
 }
@@ -350,7 +359,7 @@ async fn reconnecting_replaces_the_token_and_another_workspace_is_refused() {
 }
 
 #[tokio::test]
-async fn bad_connect_bodies_are_400_and_meta_refusals_502() {
+async fn bad_connect_bodies_are_400_and_meta_refusals_are_told_apart() {
     let server = MockServer::start().await;
     let app = spawn_app_with_meta(&server).await;
     let token = app.editor("ws");
@@ -359,6 +368,9 @@ async fn bad_connect_bodies_are_400_and_meta_refusals_502() {
         json!({"access_token": "x"}),
         json!({"code": "c", "access_token": "x", "waba_id": "1"}),
         json!({"waba_id": "bad id!", "access_token": "x"}),
+        json!({"code": "  "}),
+        json!({"code": "c", "access_token": ""}),
+        json!({"code": 7}),
     ] {
         assert_problem(connect(&app, &token, body).await, 400, "validation_failed").await;
     }
@@ -374,12 +386,63 @@ async fn bad_connect_bodies_are_400_and_meta_refusals_502() {
         .await;
     let problem = assert_problem(
         connect(&app, &token, json!({"code": "stale"})).await,
-        502,
-        "meta_error",
+        422,
+        "signup_code_invalid",
     )
     .await;
     assert_eq!(problem["meta_error"]["code"], 100);
     assert_eq!(problem["retryable"], false);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("popup"),
+        "{problem}"
+    );
+    // A body with the popup's other keys and nulls for the other form is still the code form.
+    let forwarded =
+        json!({"code": "stale", "access_token": null, "business_id": "1", "phone_number_id": null});
+    assert_problem(
+        connect(&app, &token, forwarded).await,
+        422,
+        "signup_code_invalid",
+    )
+    .await;
+
+    // A token without the permissions the connection needs is told apart from other refusals.
+    Mock::given(method("GET"))
+        .and(path("/v25.0/waba-perm"))
+        .respond_with(meta_error(403, 200, "(#200) Permissions error", false))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/waba-perm/subscribed_apps"))
+        .respond_with(meta_error(403, 200, "(#200) Permissions error", false))
+        .mount(&server)
+        .await;
+    let body = json!({"waba_id": "waba-perm", "access_token": "EAAB-no-perms"});
+    let problem = assert_problem(
+        connect(&app, &token, body).await,
+        422,
+        "meta_permission_missing",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("permission"),
+        "{problem}"
+    );
+
+    // Any other Meta refusal stays a 502 `meta_error`, with whether to retry.
+    Mock::given(method("GET"))
+        .and(path("/v25.0/waba-down"))
+        .respond_with(meta_error(503, 2, "Service temporarily unavailable", true))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/waba-down/subscribed_apps"))
+        .respond_with(meta_error(503, 2, "Service temporarily unavailable", true))
+        .mount(&server)
+        .await;
+    let body = json!({"waba_id": "waba-down", "access_token": "EAAB-fine"});
+    let problem = assert_problem(connect(&app, &token, body).await, 502, "meta_error").await;
+    assert_eq!(problem["retryable"], true);
     assert_eq!(
         app.get_json("/api/v1/whatsapp/accounts", &token).await["data"],
         json!([])

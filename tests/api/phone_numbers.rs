@@ -462,9 +462,7 @@ async fn assignments_are_recorded_in_the_audit_trail_with_who_and_when() {
     app.assign(&token, &number, agent["id"].clone()).await;
     app.assign(&token, &number, Value::Null).await;
 
-    let events = app
-        .audit(&token, &format!("phone_number_id={number}"))
-        .await;
+    let events = app.audit(&token, &format!("number_id={number}")).await;
     let actions: Vec<&str> = events
         .iter()
         .map(|e| e["action"].as_str().unwrap())

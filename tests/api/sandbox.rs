@@ -62,6 +62,11 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
     assert_eq!(ready["meta"], "sandbox");
     let config = app.get_json("/api/v1/whatsapp/signup-config", &token).await;
     assert_eq!(config["mode"], "sandbox");
+    assert_eq!(
+        config["available"], false,
+        "no Meta app: the popup cannot open"
+    );
+    assert_eq!(config["login_options"], Value::Null);
 
     let metrics = app
         .client
@@ -116,19 +121,22 @@ async fn messages_the_sandbox_sends_are_shown_to_the_sending_workspace_only() {
     let sent = app
         .state
         .meta
-        .send_message("anything", &meta_id, &text)
+        .send_message("anything", &meta_id.into(), &text)
         .await
         .unwrap();
     app.state
         .meta
-        .send_message("anything", "someone-elses-number", &text)
+        .send_message("anything", &"someone-elses-number".into(), &text)
         .await
         .unwrap();
 
     let messages = app.get_json("/api/v1/sandbox/messages", &token).await;
     assert_eq!(messages["data"].as_array().unwrap().len(), 1);
     assert_eq!(messages["data"][0]["message_id"], sent.message_id.as_str());
-    assert_eq!(messages["data"][0]["body"], text);
+    assert_eq!(messages["data"][0]["body"]["raw"], text);
+    assert_eq!(messages["data"][0]["body"]["text"], "Hi");
+    assert_eq!(messages["data"][0]["body"]["to"], "+16505551234");
+    assert_eq!(messages["data"][0]["body"]["type"], "text");
     assert_eq!(
         app.get_json("/api/v1/sandbox/messages", &app.editor("other"))
             .await["data"],

@@ -1,0 +1,11 @@
+ALTER TABLE phone_numbers DROP COLUMN registration_last_error_code;
+DROP INDEX phone_numbers_by_quality;
+DROP INDEX phone_numbers_by_meta_id;
+DROP INDEX phone_numbers_by_platform;
+DROP INDEX phone_numbers_by_name;
+ALTER TABLE phone_numbers DROP COLUMN quality_rank;
+ALTER TABLE agents RENAME COLUMN outbound_number_id TO outbound_phone_number_id;
+ALTER TABLE audit_events RENAME COLUMN number_id TO phone_number_id;
+ALTER TABLE quality_events RENAME COLUMN number_id TO phone_number_id;
+ALTER TABLE registration_attempts RENAME COLUMN number_id TO phone_number_id;
+ALTER TABLE phone_numbers RENAME COLUMN meta_phone_number_id TO phone_number_id;

@@ -1,0 +1,311 @@
+//! What the generated document says beyond what utoipa derives, applied in one pass:
+//! - every field of a response body is `required` (the server always sends it, null where empty);
+//! - each error response lists the problem codes it can carry, as an enum on `code`;
+//! - every 429 declares `Retry-After` and a required `retry_after_seconds`;
+//! - every operation declares the 500 and 503 any request can end in;
+//! - links from the operations that return ids to those that take them (Schemathesis' stateful
+//!   phase and the SPA's readers follow them).
+
+use serde_json::{json, Map, Value};
+
+use super::ProblemCode;
+
+/// Response bodies: every property they declare is always sent.
+const RESPONSE_SCHEMAS: &[&str] = &[
+    "PhoneNumber",
+    "PhoneNumberList",
+    "Registration",
+    "AgentSummary",
+    "NumberSummary",
+    "Agent",
+    "AgentList",
+    "AuditEvent",
+    "AuditEventList",
+    "WhatsAppAccount",
+    "WhatsAppAccountList",
+    "ConnectedAccount",
+    "SyncCounts",
+    "SyncResult",
+    "FailedSync",
+    "SignupConfig",
+    "SignupLoginOptions",
+    "SignupExtras",
+    "RegistrationAttempt",
+    "RegistrationAttemptList",
+    "QualityEvent",
+    "QualityEventList",
+    "MetaErrorBody",
+    "SandboxMessage",
+    "SandboxMessageBody",
+    "SandboxMessageList",
+    "Me",
+    "Health",
+    "Readiness",
+];
+
+/// `(from operation, status, link name, to operation, where the id is in the response body)`.
+const LINKS: &[(&str, &str, &str, &str, &str)] = &[
+    ("create_agent", "201", "GetAgent", "get_agent", "/id"),
+    ("create_agent", "201", "UpdateAgent", "update_agent", "/id"),
+    ("create_agent", "201", "DeleteAgent", "delete_agent", "/id"),
+    (
+        "create_agent",
+        "201",
+        "SetOutboundNumber",
+        "set_whatsapp_outbound_number",
+        "/id",
+    ),
+    (
+        "list_agents",
+        "200",
+        "GetFirstAgent",
+        "get_agent",
+        "/data/0/id",
+    ),
+    (
+        "list_agents",
+        "200",
+        "UpdateFirstAgent",
+        "update_agent",
+        "/data/0/id",
+    ),
+    (
+        "list_agents",
+        "200",
+        "SetFirstAgentsOutboundNumber",
+        "set_whatsapp_outbound_number",
+        "/data/0/id",
+    ),
+    ("get_agent", "200", "UpdateAgent", "update_agent", "/id"),
+    (
+        "get_agent",
+        "200",
+        "SetOutboundNumber",
+        "set_whatsapp_outbound_number",
+        "/id",
+    ),
+    ("update_agent", "200", "GetAgent", "get_agent", "/id"),
+    (
+        "list_phone_numbers",
+        "200",
+        "GetFirstNumber",
+        "get_phone_number",
+        "/data/0/id",
+    ),
+    (
+        "list_phone_numbers",
+        "200",
+        "AssignFirstNumbersAgent",
+        "assign_inbound_agent",
+        "/data/0/id",
+    ),
+    (
+        "list_phone_numbers",
+        "200",
+        "RegisterFirstNumber",
+        "register_phone_number",
+        "/data/0/id",
+    ),
+    (
+        "list_phone_numbers",
+        "200",
+        "FirstNumbersAttempts",
+        "list_registration_attempts",
+        "/data/0/id",
+    ),
+    (
+        "list_phone_numbers",
+        "200",
+        "FirstNumbersQualityEvents",
+        "list_quality_events",
+        "/data/0/id",
+    ),
+    (
+        "get_phone_number",
+        "200",
+        "AssignAgent",
+        "assign_inbound_agent",
+        "/id",
+    ),
+    (
+        "get_phone_number",
+        "200",
+        "Register",
+        "register_phone_number",
+        "/id",
+    ),
+    (
+        "get_phone_number",
+        "200",
+        "RegistrationAttempts",
+        "list_registration_attempts",
+        "/id",
+    ),
+    (
+        "get_phone_number",
+        "200",
+        "QualityEvents",
+        "list_quality_events",
+        "/id",
+    ),
+    (
+        "connect_whatsapp_account",
+        "201",
+        "SyncAccount",
+        "sync_whatsapp_account",
+        "/id",
+    ),
+    (
+        "list_whatsapp_accounts",
+        "200",
+        "SyncFirstAccount",
+        "sync_whatsapp_account",
+        "/data/0/id",
+    ),
+];
+
+/// Applies every refinement to the document (as JSON).
+pub fn refine(doc: &mut Value) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for name in RESPONSE_SCHEMAS {
+            if let Some(schema) = schemas.get_mut(*name) {
+                require_all(schema);
+            }
+        }
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            if path.starts_with("/api/") {
+                add_server_errors(responses);
+            }
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    refine_problem(status, response);
+                }
+            }
+        }
+    }
+    for (from, status, name, to, pointer) in LINKS {
+        let link = json!({
+            "operationId": to,
+            "parameters": {"id": format!("$response.body#{pointer}")},
+        });
+        if let Some(response) = find_response(paths, from, status) {
+            let links = response
+                .as_object_mut()
+                .map(|r| r.entry("links").or_insert_with(|| json!({})));
+            if let Some(Value::Object(links)) = links {
+                links.insert((*name).to_owned(), link);
+            }
+        }
+    }
+}
+
+/// Marks every property of an object schema required (also inside `allOf`).
+fn require_all(schema: &mut Value) {
+    if let Some(parts) = schema.get_mut("allOf").and_then(Value::as_array_mut) {
+        for part in parts {
+            require_all(part);
+        }
+    }
+    let names: Vec<Value> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().map(Value::String).collect())
+        .unwrap_or_default();
+    if !names.is_empty() {
+        schema["required"] = Value::Array(names);
+    }
+}
+
+/// 500 and 503 can answer any request; say so where the operation does not already.
+fn add_server_errors(responses: &mut Map<String, Value>) {
+    for (status, description) in [
+        (
+            "500",
+            "`internal_error`: a bug; the cause is logged, never shown",
+        ),
+        (
+            "503",
+            "`service_unavailable`: the database cannot serve now; retry shortly",
+        ),
+    ] {
+        responses.entry(status).or_insert_with(|| {
+            json!({
+                "description": description,
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            })
+        });
+    }
+}
+
+/// Narrows a problem response to the codes its description names, and describes 429's wait.
+fn refine_problem(status: &str, response: &mut Value) {
+    let description = response["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let codes: Vec<&str> = description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| ProblemCode::parse(word).is_ok())
+        .collect();
+    let Some(content) = response
+        .pointer_mut("/content/application~1problem+json")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let mut narrowed = json!({"type": "object", "properties": {}});
+    if !codes.is_empty() {
+        narrowed["properties"]["code"] = json!({"type": "string", "enum": codes});
+        narrowed["required"] = json!(["code"]);
+    }
+    if status == "429" {
+        narrowed["properties"]["retry_after_seconds"] = json!({"type": "integer", "minimum": 0});
+        narrowed["properties"]["retryable"] = json!({"type": "boolean"});
+        narrowed["required"] = json!(["code", "retry_after_seconds", "retryable"]);
+    }
+    content.insert(
+        "schema".into(),
+        json!({"allOf": [{"$ref": "#/components/schemas/Problem"}, narrowed]}),
+    );
+    if status == "429" {
+        response["headers"] = json!({
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (the same as `retry_after_seconds`).",
+                "required": true,
+                "schema": {"type": "integer", "minimum": 0}
+            }
+        });
+    }
+}
+
+fn find_response<'a>(
+    paths: &'a mut Map<String, Value>,
+    operation_id: &str,
+    status: &str,
+) -> Option<&'a mut Value> {
+    paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+        .find(|op| op["operationId"] == operation_id)
+        .and_then(|op| op.pointer_mut(&format!("/responses/{status}")))
+}

@@ -1,0 +1,150 @@
+//! The registration policy, in one place: Meta's moving window of register calls, how many calls
+//! one click may make, how long to wait between them, and how long an attempt holds its number.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+
+/// Meta's moving window for register calls.
+pub const WINDOW: TimeDelta = TimeDelta::hours(72);
+/// Register calls Meta allows per number in [`WINDOW`]; past that Meta blocks the number for 72 hours.
+pub const MAX_ATTEMPTS_IN_WINDOW: usize = 10;
+/// Calls to Meta one click may make: the first, plus retries after transient errors.
+pub const CALLS_PER_CLICK: usize = 3;
+/// How long an attempt holds its number; longer than the calls and waits of one click.
+pub const LEASE: TimeDelta = TimeDelta::minutes(3);
+
+/// The wait before retry number `retry` (1 for the first retry): `base`, doubled each time.
+pub fn backoff(base_ms: u64, retry: usize) -> Duration {
+    let doublings = u32::try_from(retry.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    Duration::from_millis(base_ms.saturating_mul(1u64 << doublings))
+}
+
+/// Start of the window ending at `now`.
+pub fn window_start(now: NaiveDateTime) -> NaiveDateTime {
+    now - WINDOW
+}
+
+/// One register call in the window, as the policy needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallInWindow {
+    pub at: NaiveDateTime,
+    /// Meta answered that the number is blocked from registering (its own 72-hour block).
+    pub blocked_by_meta: bool,
+}
+
+/// How much of the window a number has used, and when it may be registered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUse {
+    /// Calls in the window.
+    pub calls: usize,
+    /// Calls one click may still make now (0 when blocked).
+    pub calls_left: usize,
+    /// When a blocked number may be registered again; `None` when it is not blocked.
+    pub blocked_until: Option<NaiveDateTime>,
+    /// Blocked because Meta said so (rather than because we counted the calls up).
+    pub blocked_by_meta: bool,
+}
+
+impl WindowUse {
+    /// Reads the calls of the window (any order) at `now`.
+    pub fn of(calls: &[CallInWindow], now: NaiveDateTime) -> Self {
+        let start = window_start(now);
+        let mut times: Vec<NaiveDateTime> = calls
+            .iter()
+            .map(|c| c.at)
+            .filter(|at| *at > start)
+            .collect();
+        times.sort();
+        let meta_block = calls
+            .iter()
+            .filter(|c| c.blocked_by_meta && c.at > start)
+            .map(|c| c.at)
+            .max();
+        let counted_block = (times.len() >= MAX_ATTEMPTS_IN_WINDOW)
+            .then(|| times[times.len() - MAX_ATTEMPTS_IN_WINDOW] + WINDOW);
+        let blocked_until = match (meta_block.map(|at| at + WINDOW), counted_block) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        WindowUse {
+            calls: times.len(),
+            calls_left: if blocked_until.is_some() {
+                0
+            } else {
+                MAX_ATTEMPTS_IN_WINDOW - times.len()
+            },
+            blocked_until,
+            blocked_by_meta: meta_block.is_some(),
+        }
+    }
+
+    /// Calls the next click may make.
+    pub fn calls_for_next_click(&self) -> usize {
+        self.calls_left.min(CALLS_PER_CLICK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(hours_ago: i64, now: NaiveDateTime) -> CallInWindow {
+        CallInWindow {
+            at: now - TimeDelta::hours(hours_ago),
+            blocked_by_meta: false,
+        }
+    }
+
+    #[test]
+    fn the_eleventh_call_in_72_hours_is_refused_until_the_oldest_leaves_the_window() {
+        let now = chrono::Utc::now().naive_utc();
+        let nine: Vec<_> = (1..=9).map(|h| at(h, now)).collect();
+        let use9 = WindowUse::of(&nine, now);
+        assert_eq!(
+            (use9.calls, use9.calls_left, use9.blocked_until),
+            (9, 1, None)
+        );
+        assert_eq!(use9.calls_for_next_click(), 1);
+        let mut ten = nine.clone();
+        ten.push(at(70, now));
+        let use10 = WindowUse::of(&ten, now);
+        assert_eq!(use10.calls_left, 0);
+        assert_eq!(
+            use10.blocked_until,
+            Some(now - TimeDelta::hours(70) + WINDOW)
+        );
+        assert!(!use10.blocked_by_meta);
+    }
+
+    #[test]
+    fn calls_older_than_the_window_do_not_count() {
+        let now = chrono::Utc::now().naive_utc();
+        let calls: Vec<_> = (0..10).map(|_| at(73, now)).collect();
+        let usage = WindowUse::of(&calls, now);
+        assert_eq!((usage.calls, usage.calls_left), (0, MAX_ATTEMPTS_IN_WINDOW));
+        assert_eq!(usage.calls_for_next_click(), CALLS_PER_CLICK);
+    }
+
+    #[test]
+    fn metas_own_block_holds_for_72_hours_from_when_meta_said_it() {
+        let now = chrono::Utc::now().naive_utc();
+        let blocked = CallInWindow {
+            at: now - TimeDelta::hours(2),
+            blocked_by_meta: true,
+        };
+        let usage = WindowUse::of(&[at(5, now), blocked], now);
+        assert!(usage.blocked_by_meta);
+        assert_eq!(usage.calls_left, 0);
+        assert_eq!(usage.blocked_until, Some(blocked.at + WINDOW));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base() {
+        assert_eq!(backoff(2000, 1), Duration::from_millis(2000));
+        assert_eq!(backoff(2000, 2), Duration::from_millis(4000));
+        assert_eq!(backoff(5, 3), Duration::from_millis(20));
+    }
+}

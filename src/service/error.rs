@@ -1,0 +1,156 @@
+//! What a use case can end in, in the product's words. Only `api/` turns these into HTTP.
+
+use chrono::NaiveDateTime;
+
+use crate::db::DbError;
+use crate::domain::{PlatformType, RuleError};
+use crate::meta::MetaError;
+
+/// Every way a use case can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that breaks a rule (a bad name, an empty keyword, a bad cursor...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("No phone number with that id exists in your workspace.")]
+    PhoneNumberNotFound,
+    #[error("No agent with that id exists in your workspace.")]
+    AgentNotFound,
+    #[error("No WhatsApp account with that id exists in your workspace.")]
+    AccountNotFound,
+    /// Only numbers fully on the Cloud API can answer inbound messages or send outbound ones.
+    #[error("{}", RuleError::NotCloudApi { display: display.clone(), platform_type: platform_type.clone() })]
+    NotCloudApi {
+        display: String,
+        platform_type: PlatformType,
+    },
+    #[error("{display} was removed from its WhatsApp Business Account in Meta and can no longer be used.")]
+    NumberRemoved { display: String },
+    #[error("An agent named \"{name}\" already exists in your workspace; choose another name.")]
+    AgentNameTaken { name: String },
+    #[error("{display} is being registered right now; wait for that attempt to finish.")]
+    RegistrationInProgress { display: String },
+    #[error("{display} {}; there is nothing to register.", if *coexistence {
+        "is also on the WhatsApp Business app (coexistence): Meta registered it already"
+    } else {
+        "is already on the WhatsApp Cloud API"
+    })]
+    AlreadyRegistered { display: String, coexistence: bool },
+    /// Meta's limit of register calls is used up, or Meta itself blocked the number.
+    #[error("{} Try again after {} UTC; trying sooner would keep the number blocked.",
+        if *by_meta { "Meta blocked registration of this number." }
+        else { "Meta allows 10 register calls per number in 72 hours, and they are used up." },
+        until.format("%Y-%m-%d %H:%M"))]
+    RegistrationLimitReached {
+        until: NaiveDateTime,
+        by_meta: bool,
+        retry_after_seconds: u64,
+    },
+    /// The account's token is missing or Meta rejected it: the one wording of "reconnect".
+    #[error("The WhatsApp account's access token was rejected by Meta or is missing; reconnect the account (Embedded Signup or a new system-user token).")]
+    AccountNeedsReconnect,
+    #[error("This WhatsApp Business Account is connected to another workspace. Disconnect it there first; accounts are never shared or moved silently.")]
+    AccountConnectedElsewhere,
+    #[error("This account is being synced right now; its numbers will be current in a moment.")]
+    SyncInProgress,
+    /// Embedded Signup's code was refused: it expired (30 seconds), or was used already.
+    #[error("Meta refused the signup code: it expired or was already used. Open the Embedded Signup popup again. ({})", .0.user_sentence())]
+    SignupCodeInvalid(MetaError),
+    /// The token works but lacks a permission the connection needs.
+    #[error("{}", .0.user_sentence())]
+    MetaPermissionMissing(MetaError),
+    /// Meta refused the call or could not be reached.
+    #[error("{}", .0.user_sentence())]
+    Meta(MetaError),
+    #[error("A Meta app is configured: messages go to Meta, not to the sandbox.")]
+    SandboxOff,
+    /// A dependency (the database) cannot serve now.
+    #[error("The service is temporarily unavailable; try again shortly.")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; the cause is logged, never shown.
+    #[error("An unexpected error occurred.")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The cause to log (never shown to callers for internal errors).
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            ServiceError::Unavailable(cause) | ServiceError::Internal(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Meta's error, for failures Meta caused.
+    pub fn meta(&self) -> Option<&MetaError> {
+        match self {
+            ServiceError::Meta(e)
+            | ServiceError::SignupCodeInvalid(e)
+            | ServiceError::MetaPermissionMissing(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again (now or after a wait) can succeed, for errors where the API says.
+    pub fn retryable(&self) -> Option<bool> {
+        match self {
+            ServiceError::RegistrationLimitReached { .. } | ServiceError::SyncInProgress => {
+                Some(true)
+            }
+            ServiceError::Meta(e) => Some(e.retryable()),
+            ServiceError::SignupCodeInvalid(_) | ServiceError::MetaPermissionMissing(_) => {
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// How long to wait before trying again, when known.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ServiceError::RegistrationLimitReached {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            ServiceError::Meta(e) => e.retry_after_seconds(),
+            _ => None,
+        }
+    }
+}
+
+impl From<RuleError> for ServiceError {
+    fn from(err: RuleError) -> Self {
+        match err {
+            RuleError::Invalid(msg) => ServiceError::Invalid(msg),
+            RuleError::NotCloudApi {
+                display,
+                platform_type,
+            } => ServiceError::NotCloudApi {
+                display,
+                platform_type,
+            },
+            RuleError::NumberRemoved { display } => ServiceError::NumberRemoved { display },
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(err: diesel::result::Error) -> Self {
+        ServiceError::Internal(format!("database: {err}"))
+    }
+}
+
+impl From<DbError> for ServiceError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable(cause) => ServiceError::Unavailable(cause),
+            DbError::Task(cause) => ServiceError::Internal(cause),
+        }
+    }
+}
+
+impl From<MetaError> for ServiceError {
+    fn from(err: MetaError) -> Self {
+        ServiceError::Meta(err)
+    }
+}
