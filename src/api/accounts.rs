@@ -10,6 +10,7 @@ use super::types::{
     WhatsAppAccount, WhatsAppAccountList,
 };
 use super::{ApiError, Problem};
+use crate::domain::text::{self, TextRule, ACCESS_TOKEN, SIGNUP_CODE, WABA_ID};
 use crate::domain::{AccountId, MetaMode};
 use crate::service::accounts::{self as service, validate_waba_id, Credentials};
 use crate::state::AppState;
@@ -19,6 +20,7 @@ use crate::state::AppState;
 /// `access_token` with its `waba_id`. Other keys (the popup's `business_id`, ...) are ignored, so
 /// the SPA may forward the popup's event data as it came. A null field counts as absent.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConnectAccount {
     code: Option<String>,
     waba_id: Option<String>,
@@ -27,13 +29,16 @@ pub struct ConnectAccount {
     _phone_number_id: Option<String>,
 }
 
-/// A given text must hold something.
-fn given(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value.map(|v| v.trim().to_owned()) {
-        Some(v) if v.is_empty() => {
-            Err(ApiError::Validation(format!("`{field}` must not be blank")))
+crate::domain::object_only!(ConnectAccount);
+
+/// A given text must keep its rule; it is used without surrounding white space.
+fn given(rule: &TextRule, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) => {
+            rule.check(&v)?;
+            Ok(Some(text::trim(&v).to_owned()))
         }
-        other => Ok(other),
+        None => Ok(None),
     }
 }
 
@@ -41,8 +46,8 @@ impl ConnectAccount {
     fn credentials(self) -> Result<Credentials, ApiError> {
         let waba_id = self.waba_id.as_deref().map(validate_waba_id).transpose()?;
         match (
-            given("code", self.code)?,
-            given("access_token", self.access_token)?,
+            given(&SIGNUP_CODE, self.code)?,
+            given(&ACCESS_TOKEN, self.access_token)?,
         ) {
             (Some(code), None) => Ok(Credentials::SignupCode { code, waba_id }),
             (None, Some(access_token)) => {
@@ -67,15 +72,13 @@ impl ConnectAccount {
 
 /// The two forms, exactly as [`ConnectAccount::credentials`] accepts them.
 fn connect_schema() -> serde_json::Value {
-    let waba_id = serde_json::json!({
-        "type": "string", "pattern": r"^\s*[A-Za-z0-9_-]{1,64}\s*$",
-        "description": "Meta's WhatsApp Business Account id.", "example": "102290129340398"
-    });
-    let non_blank = |description: &str| {
+    let rule = |rule: &TextRule, description: &str| {
         serde_json::json!({
-            "type": "string", "minLength": 1, "pattern": r"\S", "description": description
+            "type": "string", "minLength": rule.min_chars, "maxLength": rule.max_chars,
+            "pattern": rule.pattern, "description": description
         })
     };
+    let waba_id = rule(&WABA_ID, "Meta's WhatsApp Business Account id.");
     serde_json::json!({
         "description": "Finish Embedded Signup with its `code`, or connect with a system-user token. \
             Keys other than these are ignored, so the popup's event data may be forwarded as it came; \
@@ -86,7 +89,7 @@ fn connect_schema() -> serde_json::Value {
                 "type": "object",
                 "required": ["code"],
                 "properties": {
-                    "code": non_blank("The code from `FB.login`'s callback (valid for 30 seconds: send it at once)."),
+                    "code": rule(&SIGNUP_CODE, "The code from `FB.login`'s callback (valid for 30 seconds: send it at once)."),
                     "waba_id": {"oneOf": [{"type": "null"}, waba_id.clone()]},
                     "phone_number_id": {"type": ["string", "null"], "description": "From the popup's FINISH event; the number itself arrives with the sync."},
                     "access_token": {"type": "null", "description": "Not with `code`."}
@@ -98,7 +101,7 @@ fn connect_schema() -> serde_json::Value {
                 "required": ["waba_id", "access_token"],
                 "properties": {
                     "waba_id": waba_id,
-                    "access_token": non_blank("Write-only: a system-user token with whatsapp_business_management and whatsapp_business_messaging."),
+                    "access_token": rule(&ACCESS_TOKEN, "Write-only: a system-user token with whatsapp_business_management and whatsapp_business_messaging."),
                     "phone_number_id": {"type": ["string", "null"]},
                     "code": {"type": "null", "description": "Not with `access_token`."}
                 }

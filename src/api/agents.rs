@@ -8,7 +8,7 @@ use super::auth::{Editor, Reader};
 use super::types::{Agent, AgentList};
 use super::{ApiError, Problem};
 use crate::domain::agent::{CreateAgent, UpdateAgent};
-use crate::domain::page::PageRequest;
+use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::{AgentId, PhoneNumberId};
 use crate::service::agents as service;
 use crate::state::AppState;
@@ -20,7 +20,8 @@ pub struct AgentQuery {
     /// Matches anywhere in the name, case-insensitively (the assignment dropdown's search box).
     pub q: Option<String>,
     /// Page size (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -28,7 +29,7 @@ pub struct AgentQuery {
 
 /// Body of `PUT /agents/{id}/whatsapp-outbound-number`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct SetOutboundNumber {
     /// Our id of a number that `can_use_as_outbound`; null to clear. (The old name of this field,
     /// `phone_number_id`, is still read for a while.)
@@ -39,6 +40,8 @@ pub struct SetOutboundNumber {
     #[schema(required = true)]
     pub number_id: Option<PhoneNumberId>,
 }
+
+crate::domain::object_only!(SetOutboundNumber);
 
 /// List agents, sorted by name; `q` searches names.
 #[utoipa::path(
@@ -60,7 +63,7 @@ pub async fn list_agents(
     query: web::Query<AgentQuery>,
 ) -> Result<web::Json<AgentList>, ApiError> {
     let query = query.into_inner();
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Text)?;
     let (records, next_cursor) =
         service::list(&state.db, &caller.workspace_id, query.q, page).await?;
     Ok(web::Json(AgentList {
@@ -140,7 +143,7 @@ pub async fn get_agent(
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`agent_name_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`agent_name_taken`, or `secret_required`: a new responder kind needs its secret (the agent has none to keep)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -8,7 +8,7 @@ use super::auth::Reader;
 use super::types::{AuditEvent, AuditEventList};
 use super::{ApiError, Problem};
 use crate::db::audit::AuditFilter;
-use crate::domain::page::PageRequest;
+use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::{AgentId, PhoneNumberId};
 use crate::service::audit as service;
 use crate::state::AppState;
@@ -18,13 +18,12 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events about this number (our id).
-    #[param(value_type = Option<String>, format = Uuid)]
     pub number_id: Option<PhoneNumberId>,
     /// Only events about this agent.
-    #[param(value_type = Option<String>, format = Uuid)]
     pub agent_id: Option<AgentId>,
     /// Page size (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -50,7 +49,7 @@ pub async fn list_audit_events(
     query: web::Query<AuditQuery>,
 ) -> Result<web::Json<AuditEventList>, ApiError> {
     let query = query.into_inner();
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
     let filter = AuditFilter {
         number_id: query.number_id,
         agent_id: query.agent_id,

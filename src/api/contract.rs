@@ -4,11 +4,65 @@
 //! - every 429 declares `Retry-After` and a required `retry_after_seconds`;
 //! - every operation declares the 500 and 503 any request can end in;
 //! - links from the operations that return ids to those that take them (Schemathesis' stateful
-//!   phase and the SPA's readers follow them).
+//!   phase and the SPA's readers follow them);
+//! - the input rules the server checks (`domain::text`, limits, cursor grammars), declared on the
+//!   fields and parameters they check, from the same constants.
 
 use serde_json::{json, Map, Value};
 
 use super::ProblemCode;
+use crate::domain::page::{CursorKind, MAX_LIMIT};
+use crate::domain::responder::{MAX_FAQ_ENTRIES, MAX_FAQ_KEYWORDS, MAX_HISTORY_MESSAGES};
+use crate::domain::text::{self, TextRule};
+
+/// `(schema, pointer to the property inside it, rule)`.
+const TEXT_FIELDS: &[(&str, &str, &TextRule)] = &[
+    ("CreateAgent", "/properties/name", &text::AGENT_NAME),
+    (
+        "CreateAgent",
+        "/properties/description",
+        &text::AGENT_DESCRIPTION,
+    ),
+    ("UpdateAgent", "/properties/name", &text::AGENT_NAME),
+    (
+        "UpdateAgent",
+        "/properties/description",
+        &text::AGENT_DESCRIPTION,
+    ),
+    ("FaqEntry", "/properties/keywords/items", &text::FAQ_KEYWORD),
+    ("FaqEntry", "/properties/answer", &text::FAQ_ANSWER),
+    ("FaqSettings", "/properties/fallback", &text::FAQ_FALLBACK),
+    (
+        "OpenAiInput",
+        "/properties/base_url",
+        &text::OPENAI_BASE_URL,
+    ),
+    ("OpenAiInput", "/properties/model", &text::OPENAI_MODEL),
+    ("OpenAiInput", "/properties/api_key", &text::OPENAI_API_KEY),
+    (
+        "OpenAiInput",
+        "/properties/system_prompt",
+        &text::OPENAI_SYSTEM_PROMPT,
+    ),
+    ("WebhookInput", "/properties/url", &text::WEBHOOK_URL),
+    ("WebhookInput", "/properties/secret", &text::WEBHOOK_SECRET),
+];
+
+/// `(operation, query parameter, rule)`.
+const TEXT_PARAMETERS: &[(&str, &str, &TextRule)] = &[(
+    "list_phone_numbers",
+    "platform_type",
+    &text::PLATFORM_TYPE_FILTER,
+)];
+
+/// The lists and how they are ordered (which decides their cursors' grammar).
+const LISTS: &[(&str, CursorKind)] = &[
+    ("list_phone_numbers", CursorKind::Text),
+    ("list_agents", CursorKind::Text),
+    ("list_registration_attempts", CursorKind::Time),
+    ("list_quality_events", CursorKind::Time),
+    ("list_audit_events", CursorKind::Time),
+];
 
 /// Response bodies: every property they declare is always sent.
 const RESPONSE_SCHEMAS: &[&str] = &[
@@ -175,7 +229,10 @@ pub fn refine(doc: &mut Value) {
                 require_all(schema);
             }
         }
+        declare_input_rules(schemas);
+        declare_new_responder(schemas);
     }
+    declare_parameter_rules(doc);
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -184,6 +241,7 @@ pub fn refine(doc: &mut Value) {
             continue;
         };
         for operation in operations.values_mut() {
+            let has_body = operation.get("requestBody").is_some();
             let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
@@ -192,6 +250,9 @@ pub fn refine(doc: &mut Value) {
             };
             if path.starts_with("/api/") {
                 add_server_errors(responses);
+            }
+            if has_body {
+                add_body_errors(responses);
             }
             for (status, response) in responses.iter_mut() {
                 if status.starts_with('4') || status.starts_with('5') {
@@ -235,6 +296,7 @@ fn require_all(schema: &mut Value) {
 
 /// 500 and 503 can answer any request; say so where the operation does not already.
 fn add_server_errors(responses: &mut Map<String, Value>) {
+    // (413 is added by `add_body_errors` where a body is taken.)
     for (status, description) in [
         (
             "500",
@@ -252,6 +314,16 @@ fn add_server_errors(responses: &mut Map<String, Value>) {
             })
         });
     }
+}
+
+/// A body larger than the server reads is refused before it is parsed.
+fn add_body_errors(responses: &mut Map<String, Value>) {
+    responses.entry("413").or_insert_with(|| {
+        json!({
+            "description": "`payload_too_large`: the body is larger than the server reads",
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        })
+    });
 }
 
 /// Narrows a problem response to the codes its description names, and describes 429's wait.
@@ -308,4 +380,117 @@ fn find_response<'a>(
         .flat_map(|ops| ops.values_mut())
         .find(|op| op["operationId"] == operation_id)
         .and_then(|op| op.pointer_mut(&format!("/responses/{status}")))
+}
+
+/// Writes a text rule's bounds and pattern onto a string schema.
+fn apply_text_rule(schema: &mut Value, rule: &TextRule) {
+    if rule.min_chars > 0 {
+        schema["minLength"] = json!(rule.min_chars);
+    }
+    schema["maxLength"] = json!(rule.max_chars);
+    if let Some(pattern) = rule.pattern {
+        schema["pattern"] = json!(pattern);
+    }
+}
+
+fn declare_input_rules(schemas: &mut Map<String, Value>) {
+    for (schema, pointer, rule) in TEXT_FIELDS {
+        if let Some(property) = schemas
+            .get_mut(*schema)
+            .and_then(|s| s.pointer_mut(pointer))
+        {
+            apply_text_rule(property, rule);
+        }
+    }
+    if let Some(faq) = schemas.get_mut("FaqSettings") {
+        faq["properties"]["entries"]["maxItems"] = json!(MAX_FAQ_ENTRIES);
+        // At least one entry, or a fallback that says something.
+        faq["anyOf"] = json!([
+            {"properties": {"entries": {"minItems": 1}}},
+            {"required": ["fallback"], "properties": {"fallback": {"type": "string", "pattern": text::NOT_BLANK_PATTERN}}}
+        ]);
+    }
+    if let Some(entry) = schemas.get_mut("FaqEntry") {
+        entry["properties"]["keywords"]["minItems"] = json!(1);
+        entry["properties"]["keywords"]["maxItems"] = json!(MAX_FAQ_KEYWORDS);
+    }
+    if let Some(openai) = schemas.get_mut("OpenAiInput") {
+        openai["properties"]["history_messages"]["maximum"] = json!(MAX_HISTORY_MESSAGES);
+    }
+}
+
+fn declare_parameter_rules(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut());
+    for operation in operations {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+            for (operation, param, rule) in TEXT_PARAMETERS {
+                if *operation == id && *param == name {
+                    apply_text_rule(&mut parameter["schema"], rule);
+                }
+            }
+            if name == "cursor" {
+                if let Some((_, kind)) = LISTS.iter().find(|(op, _)| *op == id) {
+                    parameter["schema"]["pattern"] = json!(kind.pattern());
+                    parameter["description"] = json!(
+                        "`next_cursor` of the previous page. Any value of this form is a position: \
+                         the list continues after it."
+                    );
+                }
+            }
+            if name == "limit" {
+                parameter["schema"]["maximum"] = json!(MAX_LIMIT);
+            }
+        }
+    }
+}
+
+/// A new agent has no secret to keep, so its responder's secret is required: the create body gets
+/// its own responder schemas (`NewResponderInput`), the update body keeps the optional ones.
+fn declare_new_responder(schemas: &mut Map<String, Value>) {
+    for (from, to, secret) in [
+        ("OpenAiInput", "NewOpenAiInput", "api_key"),
+        ("WebhookInput", "NewWebhookInput", "secret"),
+    ] {
+        let Some(mut schema) = schemas.get(from).cloned() else {
+            continue;
+        };
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.push(json!(secret));
+        }
+        schema["properties"][secret]["type"] = json!("string");
+        schema["properties"][secret]["description"] = json!("Write-only.");
+        schemas.insert(to.to_owned(), schema);
+    }
+    let Some(responder) = schemas.get("ResponderInput") else {
+        return;
+    };
+    let text = responder
+        .to_string()
+        .replace("/OpenAiInput\"", "/NewOpenAiInput\"")
+        .replace("/WebhookInput\"", "/NewWebhookInput\"");
+    if let Ok(mut new) = serde_json::from_str::<Value>(&text) {
+        new["description"] = json!("How a new agent answers; secrets are required.");
+        schemas.insert("NewResponderInput".into(), new);
+        if let Some(create) = schemas.get_mut("CreateAgent") {
+            create["properties"]["responder"] =
+                json!({"$ref": "#/components/schemas/NewResponderInput"});
+        }
+    }
 }

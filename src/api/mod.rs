@@ -111,24 +111,31 @@ fn methods_of(path: &str) -> Vec<Method> {
         return vec![Method::GET];
     }
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let mut allow: Vec<Method> = Vec::new();
+    // The most specific templates win: `/phone-numbers/sync` is not `/phone-numbers/{id}`.
+    let mut best: Option<(usize, Vec<Method>)> = None;
     for (template, methods) in table {
         let matches = template.len() == segments.len()
             && template.iter().zip(&segments).all(|(t, s)| match t {
                 Some(fixed) => fixed == s,
                 None => !s.is_empty(),
             });
-        if matches {
-            allow.extend(
-                methods
-                    .iter()
-                    .filter(|m| !allow.contains(m))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
+        if !matches {
+            continue;
+        }
+        let literals = template.iter().filter(|t| t.is_some()).count();
+        match &mut best {
+            Some((score, allow)) if *score == literals => {
+                for method in methods {
+                    if !allow.contains(method) {
+                        allow.push(method.clone());
+                    }
+                }
+            }
+            Some((score, _)) if *score > literals => {}
+            _ => best = Some((literals, methods.clone())),
         }
     }
-    allow
+    best.map(|(_, allow)| allow).unwrap_or_default()
 }
 
 fn split_template(template: &str) -> Template {
@@ -153,7 +160,17 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     ApiError::Validation(detail).into()
 }
 
-fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    // `GET /phone-numbers/sync` reaches `/phone-numbers/{id}`, but names a path of its own.
+    let allow = methods_of(req.path());
+    if !allow.is_empty() && !allow.contains(req.method()) {
+        return ApiError::MethodNotAllowed {
+            method: req.method().clone(),
+            path: req.path().to_owned(),
+            allow,
+        }
+        .into();
+    }
     let detail = match &err {
         PathError::Deserialize(e) => format!("a path segment is invalid (ids are UUIDs): {e}"),
         other => other.to_string(),
@@ -176,4 +193,23 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_the_methods_of_the_most_specific_path() {
+        assert_eq!(methods_of("/api/v1/phone-numbers/sync"), vec![Method::POST]);
+        assert_eq!(
+            methods_of("/api/v1/phone-numbers/6f1c2a34-0b5e-4c7d-9e8f-0a1b2c3d4e5f"),
+            vec![Method::GET]
+        );
+        let mut agent = methods_of("/api/v1/agents/x");
+        agent.sort_by_key(|m| m.to_string());
+        assert_eq!(agent, vec![Method::DELETE, Method::GET, Method::PATCH]);
+        assert_eq!(methods_of("/readyz"), vec![Method::GET]);
+        assert!(methods_of("/nowhere").is_empty());
+    }
 }

@@ -10,7 +10,7 @@ use super::types::{
     RegistrationAttemptList, SyncResult,
 };
 use super::{ApiError, Problem};
-use crate::domain::page::PageRequest;
+use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::phone_number::{parse_platform_type, PhoneNumberFilter, Search};
 use crate::domain::{AccountId, AgentId, NumberSort, PhoneNumberId, QualityRating};
 use crate::service::phone_numbers as service;
@@ -23,12 +23,7 @@ use crate::state::AppState;
 pub struct PhoneNumberQuery {
     /// Only numbers of this platform type (`CLOUD_API`, `ON_PREMISE`, `NOT_APPLICABLE`, or any
     /// other upper-case value Meta uses).
-    #[param(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^\s*[A-Z_]+\s*$",
-        example = "CLOUD_API"
-    )]
+    #[param(example = "CLOUD_API")]
     pub platform_type: Option<String>,
     /// Only numbers of this quality rating.
     #[param(inline)]
@@ -45,13 +40,13 @@ pub struct PhoneNumberQuery {
     /// Only numbers agents may (`true`) or may not (`false`) use: the outbound-number dropdown.
     pub can_use_as_outbound: Option<bool>,
     /// Only numbers of this connected account.
-    #[param(value_type = Option<String>, format = Uuid)]
     pub whatsapp_account_id: Option<AccountId>,
     /// The order (default `phone_number`).
     #[param(inline)]
     pub sort: Option<NumberSort>,
     /// Page size (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page (of the same `sort`).
     pub cursor: Option<String>,
@@ -59,13 +54,15 @@ pub struct PhoneNumberQuery {
 
 /// Body of `PUT /phone-numbers/{id}/inbound-agent`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AssignInboundAgent {
     /// The agent to answer this number's inbound messages; null to unassign.
     #[serde(deserialize_with = "super::required_nullable")]
     #[schema(required = true)]
     pub agent_id: Option<AgentId>,
 }
+
+crate::domain::object_only!(AssignInboundAgent);
 
 /// List the workspace's phone numbers (the Phone Numbers table).
 ///
@@ -104,7 +101,7 @@ pub async fn list_phone_numbers(
         can_use_as_outbound: query.can_use_as_outbound,
     };
     let sort = query.sort.unwrap_or(NumberSort::PhoneNumber);
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Text)?;
     let (records, next_cursor) =
         service::list(&state.db, &caller.workspace_id, filter, sort, page).await?;
     Ok(web::Json(PhoneNumberList {
@@ -176,7 +173,8 @@ pub async fn assign_inbound_agent(
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Page size (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -249,7 +247,7 @@ pub async fn list_registration_attempts(
     id: web::Path<PhoneNumberId>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<RegistrationAttemptList>, ApiError> {
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
     let (rows, next_cursor) =
         service::registration_attempts(&state.db, &caller.workspace_id, id.into_inner(), page)
             .await?;
@@ -280,7 +278,7 @@ pub async fn list_quality_events(
     id: web::Path<PhoneNumberId>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<QualityEventList>, ApiError> {
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
     let (rows, next_cursor) =
         service::quality_events(&state.db, &caller.workspace_id, id.into_inner(), page).await?;
     Ok(web::Json(QualityEventList {

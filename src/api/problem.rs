@@ -25,6 +25,7 @@ text_enum! {
         NumberNotCloudApi = "number_not_cloud_api",
         NumberRemoved = "number_removed",
         AgentNameTaken = "agent_name_taken",
+        SecretRequired = "secret_required",
         RegistrationInProgress = "registration_in_progress",
         AlreadyRegistered = "already_registered",
         RegistrationLimitReached = "registration_limit_reached",
@@ -95,6 +96,7 @@ impl ApiError {
                 S::NotCloudApi { .. } => C::NumberNotCloudApi,
                 S::NumberRemoved { .. } => C::NumberRemoved,
                 S::AgentNameTaken { .. } => C::AgentNameTaken,
+                S::SecretRequired { .. } => C::SecretRequired,
                 S::RegistrationInProgress { .. } => C::RegistrationInProgress,
                 S::AlreadyRegistered { .. } => C::AlreadyRegistered,
                 S::RegistrationLimitReached { .. } => C::RegistrationLimitReached,
@@ -168,6 +170,7 @@ impl ResponseError for ApiError {
             C::NumberNotCloudApi
             | C::NumberRemoved
             | C::AgentNameTaken
+            | C::SecretRequired
             | C::RegistrationInProgress
             | C::AlreadyRegistered
             | C::AccountNeedsReconnect

@@ -91,7 +91,7 @@ pub struct PhoneNumberRow {
     pub platform_type: PlatformType,
     pub quality_rating: QualityRating,
     /// `quality_rating.rank()`, stored for the table's quality sort.
-    pub quality_rank: i32,
+    pub quality_rank: String,
     pub status: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
@@ -169,7 +169,7 @@ pub struct MetaFields {
     pub platform_type: PlatformType,
     pub quality_rating: QualityRating,
     /// `quality_rating.rank()`, stored for the table's quality sort.
-    pub quality_rank: i32,
+    pub quality_rank: String,
     pub status: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
@@ -189,7 +189,7 @@ impl MetaFields {
             verified_name_key: row.verified_name_key.clone(),
             platform_type: row.platform_type.clone(),
             quality_rating: row.quality_rating,
-            quality_rank: row.quality_rank,
+            quality_rank: row.quality_rank.clone(),
             status: row.status.clone(),
             code_verification_status: row.code_verification_status.clone(),
             name_status: row.name_status.clone(),

@@ -59,11 +59,6 @@ fn text_key(key: &str) -> QueryResult<String> {
     Ok(key.to_owned())
 }
 
-fn rank_key(key: &str) -> QueryResult<i32> {
-    key.parse()
-        .map_err(|_| diesel::result::Error::DeserializationError("cursor rank".into()))
-}
-
 /// The cursor key of a row under `sort` (what [`list`] compares against).
 pub fn sort_key(row: &PhoneNumberRow, sort: NumberSort) -> String {
     use NumberSort as S;
@@ -72,7 +67,7 @@ pub fn sort_key(row: &PhoneNumberRow, sort: NumberSort) -> String {
         S::VerifiedName | S::VerifiedNameDesc => row.verified_name_key.clone(),
         S::PlatformType | S::PlatformTypeDesc => row.platform_type.as_str().to_owned(),
         S::PhoneNumberId | S::PhoneNumberIdDesc => row.meta_phone_number_id.to_string(),
-        S::QualityRating | S::QualityRatingDesc => row.quality_rank.to_string(),
+        S::QualityRating | S::QualityRatingDesc => row.quality_rank.clone(),
     }
 }
 
@@ -186,7 +181,7 @@ pub fn list(
             ))
         }
         NumberSort::QualityRating | NumberSort::QualityRatingDesc => {
-            ordered_page!(query, page, p::quality_rank, desc, rank_key)
+            ordered_page!(query, page, p::quality_rank, desc, text_key)
         }
     }
     query.limit(page.fetch_limit()).load(conn)

@@ -53,7 +53,7 @@ diesel::table! {
         verified_name_key -> Text,
         platform_type -> Text,
         quality_rating -> Text,
-        quality_rank -> Integer,
+        quality_rank -> Text,
         status -> Nullable<Text>,
         code_verification_status -> Nullable<Text>,
         name_status -> Nullable<Text>,

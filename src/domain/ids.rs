@@ -8,17 +8,43 @@ use std::str::FromStr;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr, Schema};
 
+/// The one spelling of our ids: a hyphenated UUID (either case). Other spellings the `uuid` crate
+/// would read (simple, braced, URN) are refused, so the document can state the form exactly.
+pub const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// A text that is not an id of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a hyphenated UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")]
+pub struct NotAnId;
+
+/// Reads a hyphenated UUID, and nothing else (36 characters is that form alone).
+pub fn parse_hyphenated(text: &str) -> Result<uuid::Uuid, NotAnId> {
+    match uuid::Uuid::parse_str(text) {
+        Ok(uuid) if text.len() == 36 => Ok(uuid),
+        _ => Err(NotAnId),
+    }
+}
+
 /// Declares newtypes over `Uuid`: our own resources' ids.
 macro_rules! uuid_ids {
     ($($(#[doc = $doc:literal])* $name:ident;)+) => {$(
         $(#[doc = $doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
-            serde::Serialize, serde::Deserialize, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+            serde::Serialize, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
         )]
         #[diesel(sql_type = diesel::sql_types::Text)]
         #[serde(transparent)]
         pub struct $name(pub uuid::Uuid);
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse()
+                    .map_err(|e| serde::de::Error::custom(format!("`{text}` is {e}")))
+            }
+        }
 
         impl $name {
             /// A new random id.
@@ -34,9 +60,9 @@ macro_rules! uuid_ids {
         }
 
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = NotAnId;
             fn from_str(text: &str) -> Result<Self, Self::Err> {
-                uuid::Uuid::parse_str(text).map(Self)
+                parse_hyphenated(text).map(Self)
             }
         }
 
@@ -45,6 +71,7 @@ macro_rules! uuid_ids {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .pattern(Some(UUID_PATTERN))
                     .description(Some(concat!($($doc, "\n"),*).trim()))
                     .into()
             }
@@ -140,6 +167,14 @@ mod tests {
             serde_json::json!(id.to_string())
         );
         assert!("not-a-uuid".parse::<AgentId>().is_err());
+        let simple = id.0.simple().to_string();
+        assert!(
+            simple.parse::<PhoneNumberId>().is_err(),
+            "only the hyphenated form"
+        );
+        assert!(serde_json::from_value::<PhoneNumberId>(serde_json::json!(simple)).is_err());
+        let upper = id.to_string().to_uppercase();
+        assert_eq!(upper.parse::<PhoneNumberId>().unwrap(), id);
     }
 
     #[test]

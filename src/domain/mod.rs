@@ -7,10 +7,56 @@ pub mod page;
 pub mod phone_number;
 pub mod registration;
 pub mod responder;
+pub mod text;
 pub mod vocabulary;
 
 pub use ids::*;
 pub use vocabulary::*;
+
+/// Request bodies are JSON objects. serde's derive also reads a struct from a JSON array (its
+/// fields in order), so input types derive with `#[serde(remote = "Self")]` and get their
+/// `Deserialize` from here: a JSON object, then the derived reading of it.
+macro_rules! object_only {
+    ($($t:ty),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let map = <serde_json::Map<String, serde_json::Value> as serde::Deserialize>::deserialize(deserializer)?;
+                <$t>::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+pub(crate) use object_only;
+
+/// For `#[serde(remote = "Self")]` types that are also written out: the derived writing.
+macro_rules! serialize_as_derived {
+    ($($t:ty),+ $(,)?) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                <$t>::serialize(self, serializer)
+            }
+        }
+    )+};
+}
+pub(crate) use serialize_as_derived;
+
+/// Reads an optional whole number. JSON Schema's `integer` includes `64.0`, and so does this.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    let Some(n) = Option::<f64>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = n.fract() == 0.0 && n.abs() < 9.0e15;
+    whole
+        .then(|| T::try_from(n as i64).ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a whole number in range")))
+}
 
 /// A broken rule: the caller asked for something the product does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +76,9 @@ pub enum RuleError {
     /// The number was removed in Meta Business Manager; it is kept for its history only.
     #[error("{display} was removed from its WhatsApp Business Account in Meta and can no longer be used.")]
     NumberRemoved { display: String },
+    /// A change needs a secret the agent does not have yet (a new responder kind, say).
+    #[error("`{field}` is required: the agent has no stored secret of this kind to keep.")]
+    SecretRequired { field: &'static str },
 }
 
 /// Folds text for case-insensitive search and comparison, the same way on every database

@@ -289,17 +289,8 @@ impl Search {
 
 /// Checks a `platform_type` filter: Meta's values are upper-case words (`CLOUD_API`, `ON_PREMISE`, ...).
 pub fn parse_platform_type(value: &str) -> Result<PlatformType, RuleError> {
-    let value = value.trim();
-    if !value.is_empty()
-        && value.len() <= 64
-        && value.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-    {
-        Ok(PlatformType::from_meta(value))
-    } else {
-        Err(RuleError::Invalid(format!(
-            "`platform_type` must be a Meta platform type such as CLOUD_API, ON_PREMISE or NOT_APPLICABLE, not `{value}`"
-        )))
-    }
+    super::text::PLATFORM_TYPE_FILTER.check(value)?;
+    Ok(PlatformType::from_meta(value))
 }
 
 #[cfg(test)]

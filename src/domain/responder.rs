@@ -5,12 +5,22 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::text::{
+    self, TextRule, FAQ_ANSWER, FAQ_FALLBACK, FAQ_KEYWORD, OPENAI_API_KEY, OPENAI_BASE_URL,
+    OPENAI_MODEL, OPENAI_SYSTEM_PROMPT, WEBHOOK_SECRET, WEBHOOK_URL,
+};
 use super::{ResponderKind, RuleError};
 
-const MAX_TEXT: usize = 4096;
+/// Most FAQ entries one agent may have.
+pub const MAX_FAQ_ENTRIES: usize = 500;
+/// Most keywords one FAQ entry may have.
+pub const MAX_FAQ_KEYWORDS: usize = 50;
+/// Most earlier messages an OpenAI responder may send along.
+pub const MAX_HISTORY_MESSAGES: u32 = 100;
 
 /// One FAQ answer and the keywords that trigger it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(remote = "Self")]
 pub struct FaqEntry {
     /// Words or phrases; a message containing any of them (case-insensitive) gets `answer`.
     pub keywords: Vec<String>,
@@ -19,6 +29,7 @@ pub struct FaqEntry {
 
 /// Answers from a fixed list of keyword → answer entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(remote = "Self")]
 pub struct FaqSettings {
     pub entries: Vec<FaqEntry>,
     /// Sent when no keyword matches; no reply when null.
@@ -72,7 +83,7 @@ impl Responder {
 
 /// An OpenAI-compatible responder as written by the client.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct OpenAiInput {
     pub base_url: String,
     pub model: String,
@@ -83,13 +94,13 @@ pub struct OpenAiInput {
     #[serde(default)]
     pub system_prompt: Option<String>,
     /// Default 10.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub history_messages: Option<u32>,
 }
 
 /// A webhook responder as written by the client.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct WebhookInput {
     pub url: String,
     /// Write-only; at least 16 characters, used to sign our calls (HMAC-SHA256). Required when the
@@ -101,12 +112,21 @@ pub struct WebhookInput {
 
 /// How an agent answers, as written by the client.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "kind", rename_all = "snake_case")]
 pub enum ResponderInput {
     Faq { faq: FaqSettings },
     Openai { openai: OpenAiInput },
     Webhook { webhook: WebhookInput },
 }
+
+super::object_only!(
+    FaqEntry,
+    FaqSettings,
+    OpenAiInput,
+    WebhookInput,
+    ResponderInput
+);
+super::serialize_as_derived!(FaqEntry, FaqSettings);
 
 /// What to do with the stored secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,16 +158,18 @@ impl ResponderInput {
                 })
             }
             ResponderInput::Openai { openai } => {
-                let base_url = http_url("openai.base_url", &openai.base_url)?;
-                let model = required("openai.model", &openai.model, 200)?;
-                let system_prompt = optional("openai.system_prompt", openai.system_prompt, 20_000)?;
+                let base_url = http_url(&OPENAI_BASE_URL, &openai.base_url)?;
+                let model = required(&OPENAI_MODEL, &openai.model)?;
+                let system_prompt = optional(&OPENAI_SYSTEM_PROMPT, openai.system_prompt)?;
                 let history_messages = openai.history_messages.unwrap_or(10);
-                if history_messages > 100 {
-                    return Err(invalid("openai.history_messages must be between 0 and 100"));
+                if history_messages > MAX_HISTORY_MESSAGES {
+                    return Err(RuleError::Invalid(format!(
+                        "openai.history_messages must be between 0 and {MAX_HISTORY_MESSAGES}"
+                    )));
                 }
                 let had_key =
                     matches!(current, Some(Responder::Openai { openai }) if openai.api_key_set);
-                let secret = new_secret("openai.api_key", openai.api_key, had_key, 1)?;
+                let secret = new_secret(&OPENAI_API_KEY, openai.api_key, had_key)?;
                 let settings = OpenAiSettings {
                     base_url,
                     model,
@@ -161,10 +183,10 @@ impl ResponderInput {
                 })
             }
             ResponderInput::Webhook { webhook } => {
-                let url = http_url("webhook.url", &webhook.url)?;
+                let url = http_url(&WEBHOOK_URL, &webhook.url)?;
                 let had_secret =
                     matches!(current, Some(Responder::Webhook { webhook }) if webhook.secret_set);
-                let secret = new_secret("webhook.secret", webhook.secret, had_secret, 16)?;
+                let secret = new_secret(&WEBHOOK_SECRET, webhook.secret, had_secret)?;
                 let settings = WebhookSettings {
                     url,
                     secret_set: true,
@@ -182,92 +204,66 @@ fn invalid(msg: &str) -> RuleError {
     RuleError::Invalid(msg.to_owned())
 }
 
-fn required(field: &str, value: &str, max: usize) -> Result<String, RuleError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(RuleError::Invalid(format!("{field} must not be empty")));
-    }
-    if value.chars().count() > max {
-        return Err(RuleError::Invalid(format!(
-            "{field} must be at most {max} characters"
-        )));
-    }
-    Ok(value.to_owned())
+/// Checked by `rule`, stored without surrounding white space.
+fn required(rule: &TextRule, value: &str) -> Result<String, RuleError> {
+    rule.check(value)?;
+    Ok(text::trim(value).to_owned())
 }
 
-fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, RuleError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => required(field, text, max).map(Some),
-    }
+/// Checked by `rule`; blank means none.
+fn optional(rule: &TextRule, value: Option<String>) -> Result<Option<String>, RuleError> {
+    let Some(value) = value else { return Ok(None) };
+    rule.check(&value)?;
+    Ok(Some(text::trim(&value).to_owned()).filter(|v| !v.is_empty()))
 }
 
-fn http_url(field: &str, value: &str) -> Result<String, RuleError> {
-    let value = value.trim();
-    match url::Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(value.trim_end_matches('/').to_owned())
-        }
-        _ => Err(RuleError::Invalid(format!(
-            "{field} must be an http:// or https:// URL"
-        ))),
-    }
+/// Checked by `rule` (whose pattern only admits URLs that parse), without a trailing slash.
+fn http_url(rule: &TextRule, value: &str) -> Result<String, RuleError> {
+    rule.check(value)?;
+    url::Url::parse(value)
+        .map(|_| value.trim_end_matches('/').to_owned())
+        .map_err(|e| RuleError::Invalid(format!("`{}` is not a URL: {e}", rule.field)))
 }
 
+/// A secret is taken exactly as given (no trimming): it must match what the other side holds.
 fn new_secret(
-    field: &str,
+    rule: &TextRule,
     value: Option<String>,
     had_one: bool,
-    min: usize,
 ) -> Result<SecretChange, RuleError> {
     match value {
         Some(secret) => {
-            let secret = secret.trim();
-            let len = secret.chars().count();
-            if len < min || len > 1024 {
-                return Err(RuleError::Invalid(format!(
-                    "{field} must be between {min} and 1024 characters"
-                )));
-            }
-            Ok(SecretChange::Set(secret.to_owned()))
+            rule.check(&secret)?;
+            Ok(SecretChange::Set(secret))
         }
         None if had_one => Ok(SecretChange::Keep),
-        None => Err(RuleError::Invalid(format!("{field} is required"))),
+        None => Err(RuleError::SecretRequired { field: rule.field }),
     }
 }
 
 fn validate_faq(faq: &FaqSettings) -> Result<(), RuleError> {
-    if faq.entries.len() > 500 {
-        return Err(invalid("faq.entries may hold at most 500 entries"));
+    if faq.entries.len() > MAX_FAQ_ENTRIES {
+        return Err(RuleError::Invalid(format!(
+            "faq.entries may hold at most {MAX_FAQ_ENTRIES} entries"
+        )));
     }
-    let fallback = faq.fallback.as_deref().map(str::trim).unwrap_or_default();
+    if let Some(fallback) = &faq.fallback {
+        FAQ_FALLBACK.check(fallback)?;
+    }
+    let fallback = faq.fallback.as_deref().map(text::trim).unwrap_or_default();
     if faq.entries.is_empty() && fallback.is_empty() {
         return Err(invalid("faq needs at least one entry or a fallback answer"));
     }
-    if fallback.chars().count() > MAX_TEXT {
-        return Err(invalid("faq.fallback must be at most 4096 characters"));
-    }
     for (i, entry) in faq.entries.iter().enumerate() {
-        if entry.keywords.is_empty() || entry.keywords.len() > 50 {
+        if entry.keywords.is_empty() || entry.keywords.len() > MAX_FAQ_KEYWORDS {
             return Err(RuleError::Invalid(format!(
-                "faq.entries[{i}].keywords must hold 1 to 50 keywords"
+                "faq.entries[{i}].keywords must hold 1 to {MAX_FAQ_KEYWORDS} keywords"
             )));
         }
-        if entry
-            .keywords
-            .iter()
-            .any(|k| k.trim().is_empty() || k.chars().count() > 200)
-        {
-            return Err(RuleError::Invalid(format!(
-                "faq.entries[{i}].keywords must be non-empty and at most 200 characters each"
-            )));
+        for keyword in &entry.keywords {
+            FAQ_KEYWORD.check(keyword)?;
         }
-        let answer = entry.answer.trim();
-        if answer.is_empty() || answer.chars().count() > MAX_TEXT {
-            return Err(RuleError::Invalid(format!(
-                "faq.entries[{i}].answer must be 1 to 4096 characters"
-            )));
-        }
+        FAQ_ANSWER.check(&entry.answer)?;
     }
     Ok(())
 }
@@ -278,13 +274,17 @@ fn clean_faq(faq: FaqSettings) -> FaqSettings {
             .entries
             .into_iter()
             .map(|e| FaqEntry {
-                keywords: e.keywords.iter().map(|k| k.trim().to_owned()).collect(),
-                answer: e.answer.trim().to_owned(),
+                keywords: e
+                    .keywords
+                    .iter()
+                    .map(|k| text::trim(k).to_owned())
+                    .collect(),
+                answer: text::trim(&e.answer).to_owned(),
             })
             .collect(),
         fallback: faq
             .fallback
-            .map(|f| f.trim().to_owned())
+            .map(|f| text::trim(&f).to_owned())
             .filter(|f| !f.is_empty()),
     }
 }

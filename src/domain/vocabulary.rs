@@ -245,13 +245,14 @@ impl NumberSort {
 }
 
 impl QualityRating {
-    /// Worst first: the order of the table's quality sort (stored beside the rating).
-    pub fn rank(self) -> i32 {
+    /// Worst first: the order of the table's quality sort (stored beside the rating as text, so
+    /// every sort of the table pages on a text key).
+    pub fn rank(self) -> &'static str {
         match self {
-            QualityRating::Red => 0,
-            QualityRating::Yellow => 1,
-            QualityRating::Unknown => 2,
-            QualityRating::Green => 3,
+            QualityRating::Red => "0",
+            QualityRating::Yellow => "1",
+            QualityRating::Unknown => "2",
+            QualityRating::Green => "3",
         }
     }
 }

@@ -43,21 +43,10 @@ pub struct Connected {
     pub added: Vec<NumberRecord>,
 }
 
-/// Meta's ids are short alphanumeric strings.
+/// Meta's ids are short alphanumeric strings ([`crate::domain::text::WABA_ID`]).
 pub fn validate_waba_id(waba_id: &str) -> Result<WabaId, RuleError> {
-    let id = waba_id.trim();
-    if !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        Ok(WabaId::from(id))
-    } else {
-        Err(RuleError::Invalid(
-            "`waba_id` must be the WhatsApp Business Account id Meta gave".into(),
-        ))
-    }
+    crate::domain::text::WABA_ID.check(waba_id)?;
+    Ok(WabaId::from(waba_id))
 }
 
 async fn owner_of(state: &AppState, waba_id: &WabaId) -> Result<Option<AccountRow>, ServiceError> {

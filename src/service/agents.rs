@@ -104,10 +104,7 @@ pub async fn list(
     let key = q.map(|q| search_key(&q)).filter(|k| !k.is_empty());
     db.run(move |conn| {
         let rows = agents::list(conn, &workspace, key.as_deref(), &page)?;
-        let (rows, next) = page.finish(rows, |r| Cursor {
-            key: r.name_key.clone(),
-            id: r.id.to_string(),
-        });
+        let (rows, next) = page.finish(rows, |r| Cursor::text(r.name_key.clone(), r.id));
         Ok((enrich(conn, &workspace, rows)?, next))
     })
     .await
@@ -142,7 +139,13 @@ pub async fn create(
 ) -> Result<AgentRecord, ServiceError> {
     let name = validate_name(&input.name)?;
     let description = validate_description(input.description.as_deref())?;
-    let responder = input.responder.validate(None)?;
+    // A new agent has no secret to keep: a missing one is a malformed request, not a conflict.
+    let responder = input.responder.validate(None).map_err(|e| match e {
+        crate::domain::RuleError::SecretRequired { field } => {
+            ServiceError::Invalid(format!("`{field}` is required"))
+        }
+        other => other.into(),
+    })?;
     let now = db::now();
     let row = AgentRow {
         id: AgentId::random(),

@@ -3,7 +3,7 @@
 use crate::db::audit::{self, AuditFilter};
 use crate::db::models::AuditEventRow;
 use crate::db::Db;
-use crate::domain::page::PageRequest;
+use crate::domain::page::{Cursor, PageRequest};
 use crate::domain::WorkspaceId;
 use crate::service::ServiceError;
 
@@ -18,7 +18,7 @@ pub async fn list(
     let workspace = workspace.clone();
     db.run(move |conn| {
         let rows = audit::list(conn, &workspace, &filter, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
+        Ok(page.finish(rows, |r| Cursor::time(r.created_at, r.id)))
     })
     .await
 }

@@ -28,6 +28,8 @@ pub enum ServiceError {
     NumberRemoved { display: String },
     #[error("An agent named \"{name}\" already exists in your workspace; choose another name.")]
     AgentNameTaken { name: String },
+    #[error("`{field}` is required: the agent has no stored secret of this kind to keep.")]
+    SecretRequired { field: &'static str },
     #[error("{display} is being registered right now; wait for that attempt to finish.")]
     RegistrationInProgress { display: String },
     #[error("{display} {}; there is nothing to register.", if *coexistence {
@@ -130,6 +132,7 @@ impl From<RuleError> for ServiceError {
                 platform_type,
             },
             RuleError::NumberRemoved { display } => ServiceError::NumberRemoved { display },
+            RuleError::SecretRequired { field } => ServiceError::SecretRequired { field },
         }
     }
 }

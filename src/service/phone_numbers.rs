@@ -138,25 +138,10 @@ pub async fn list(
     sort: NumberSort,
     page: PageRequest,
 ) -> Result<(Vec<NumberRecord>, Option<String>), ServiceError> {
-    if matches!(
-        sort,
-        NumberSort::QualityRating | NumberSort::QualityRatingDesc
-    ) && page
-        .after
-        .as_ref()
-        .is_some_and(|c| c.key.parse::<i32>().is_err())
-    {
-        return Err(ServiceError::Invalid(
-            "`cursor` is not a cursor this API returned for this `sort`".into(),
-        ));
-    }
     let workspace = workspace.clone();
     db.run(move |conn| {
         let rows = numbers::list(conn, &workspace, &filter, sort, &page)?;
-        let (rows, next) = page.finish(rows, |r| Cursor {
-            key: numbers::sort_key(r, sort),
-            id: r.id.to_string(),
-        });
+        let (rows, next) = page.finish(rows, |r| Cursor::text(numbers::sort_key(r, sort), r.id));
         Ok((enrich(conn, &workspace, rows)?, next))
     })
     .await
@@ -245,7 +230,7 @@ pub async fn registration_attempts(
     db.run(move |conn| {
         load(conn, &workspace, id)?;
         let rows = registration::list_attempts(conn, &workspace, id, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
+        Ok(page.finish(rows, |r| Cursor::time(r.created_at, r.id)))
     })
     .await
 }
@@ -262,7 +247,7 @@ pub async fn quality_events(
     db.run(move |conn| {
         load(conn, &workspace, id)?;
         let rows = registration::list_quality_events(conn, &workspace, id, after, &page)?;
-        Ok(page.finish(rows, |r| PageRequest::time_cursor(r.created_at, r.id)))
+        Ok(page.finish(rows, |r| Cursor::time(r.created_at, r.id)))
     })
     .await
 }

@@ -72,7 +72,7 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
             .or_else(|| previous.map(|p| p.platform_type.clone()))
             .unwrap_or(PlatformType::NotApplicable),
         quality_rating,
-        quality_rank: quality_rating.rank(),
+        quality_rank: quality_rating.rank().to_owned(),
         status: keep(&meta.status, previous.map(|p| &p.status)),
         code_verification_status: keep(
             &meta.code_verification_status,

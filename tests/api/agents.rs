@@ -167,7 +167,14 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
             Some(webhook),
         )
         .await;
-    assert_problem(response, 400, "validation_failed").await;
+    let problem = assert_problem(response, 409, "secret_required").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("webhook.secret"),
+        "{problem}"
+    );
     let faq = json!({"responder": {"kind": "faq", "faq": {"entries": [], "fallback": "Hello"}}});
     let response = app
         .request(

@@ -143,6 +143,8 @@ pub struct NumberSeed<'a> {
     pub quality_rating: &'a str,
     pub is_on_biz_app: bool,
     pub removed: bool,
+    /// Meta's throughput level; by default `STANDARD` on the Cloud API, else `NOT_APPLICABLE`.
+    pub throughput: Option<&'a str>,
 }
 
 impl Default for NumberSeed<'_> {
@@ -154,6 +156,7 @@ impl Default for NumberSeed<'_> {
             quality_rating: "GREEN",
             is_on_biz_app: false,
             removed: false,
+            throughput: None,
         }
     }
 }
@@ -281,18 +284,19 @@ impl TestApp {
             verified_name_key: whatsapp_numbers::domain::search_key(seed.verified_name),
             platform_type: PlatformType::from_meta(seed.platform_type),
             quality_rating,
-            quality_rank: quality_rating.rank(),
+            quality_rank: quality_rating.rank().to_owned(),
             status: Some("CONNECTED".into()),
             code_verification_status: Some("VERIFIED".into()),
             name_status: Some("APPROVED".into()),
             messaging_limit: Some("TIER_250".into()),
             throughput_level: Some(
-                if seed.platform_type == "CLOUD_API" {
-                    "STANDARD"
-                } else {
-                    "NOT_APPLICABLE"
-                }
-                .into(),
+                seed.throughput
+                    .unwrap_or(if seed.platform_type == "CLOUD_API" {
+                        "STANDARD"
+                    } else {
+                        "NOT_APPLICABLE"
+                    })
+                    .into(),
             ),
             account_mode: Some("LIVE".into()),
             is_on_biz_app: seed.is_on_biz_app,

@@ -4,6 +4,7 @@
 
 mod agents;
 mod auth;
+mod contract;
 mod errors;
 mod helpers;
 mod isolation;

@@ -794,6 +794,15 @@ async fn an_error_that_needs_the_user_is_returned_at_once_and_the_pin_kept_for_n
         .unwrap()
         .contains("PIN"));
     assert_eq!(number["platform_type"], "NOT_APPLICABLE");
+    // The Actions column knows what the failure means without parsing words.
+    assert_eq!(number["registration"]["last_error_code"], 133005);
+    assert_eq!(number["registration"]["retryable"], false);
+    assert_eq!(number["registration"]["blocked_reason"], Value::Null);
+    assert_eq!(number["registration"]["max_attempts"], 10);
+    assert_eq!(number["registration"]["calls_per_click"], 3);
+    // And the failed click itself carried the number as it now is.
+    assert_eq!(problem["phone_number"]["id"], id.as_str());
+    assert_eq!(problem["phone_number"]["registration"]["state"], "failed");
 
     register(&app, &token, &id).await;
     let calls = register_calls(&server, "7201").await;
@@ -845,6 +854,19 @@ async fn the_eleventh_register_call_in_72_hours_is_refused_before_meta_sees_it()
         .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
         .await;
     assert_eq!(number["registration"]["attempts_in_window"], 10);
+    assert_eq!(number["registration"]["blocked_reason"], "limit_reached");
+    assert_eq!(number["can_register"], true, "Register applies, but waits");
+    let next: chrono::DateTime<chrono::Utc> = number["registration"]["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let in_seconds = (next - chrono::Utc::now()).num_seconds().unsigned_abs();
+    assert!(in_seconds.abs_diff(wait) < 5, "{in_seconds} vs {wait}");
+    assert_eq!(
+        problem["phone_number"]["registration"]["blocked_reason"],
+        "limit_reached"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The committed OpenAPI document matches the code, and the server serves it with Swagger UI.
 
 use whatsapp_numbers::api::openapi::document;
+use whatsapp_numbers::api::ProblemCode;
 
 const REGENERATE: &str = "cargo run --quiet -- openapi > openapi/openapi.json";
 
@@ -92,5 +93,79 @@ async fn every_documented_operation_is_routed() {
                 "{method} {path} is documented but not routed ({status})"
             );
         }
+    }
+}
+
+/// Codes every operation can answer with, whatever it does, documented once on the Problem
+/// schema rather than per operation: they answer paths and methods, not operations.
+const ROUTING_CODES: [ProblemCode; 2] = [ProblemCode::NotFound, ProblemCode::MethodNotAllowed];
+
+#[test]
+fn every_problem_code_the_server_can_emit_is_in_the_document() {
+    let spec: serde_json::Value = serde_json::from_str(&document()).unwrap();
+    let listed: Vec<&str> = spec["components"]["schemas"]["ProblemCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        spec["components"]["schemas"]["Problem"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ProblemCode"
+    );
+    let mut per_operation: Vec<String> = Vec::new();
+    for operations in spec["paths"].as_object().unwrap().values() {
+        for operation in operations.as_object().unwrap().values() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(schema) = response.pointer("/content/application~1problem+json/schema")
+                else {
+                    continue;
+                };
+                let codes = schema.pointer("/allOf/1/properties/code/enum");
+                let codes = codes.and_then(|c| c.as_array()).unwrap_or_else(|| {
+                    panic!(
+                        "{} {status} lists no problem codes",
+                        operation["operationId"]
+                    )
+                });
+                per_operation.extend(codes.iter().map(|c| c.as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    // ApiError::code returns a ProblemCode, so these are all the codes the server can emit.
+    for code in ProblemCode::ALL {
+        assert!(
+            listed.contains(&code.as_str()),
+            "{code} is not in the ProblemCode schema"
+        );
+        assert!(
+            ROUTING_CODES.contains(code) || per_operation.iter().any(|c| c == code.as_str()),
+            "no operation documents {code}"
+        );
+    }
+    for code in &per_operation {
+        assert!(
+            ProblemCode::parse(code).is_ok(),
+            "{code} is documented but not a ProblemCode"
+        );
+    }
+}
+
+#[test]
+fn every_field_a_response_always_sends_is_required() {
+    let spec: serde_json::Value = serde_json::from_str(&document()).unwrap();
+    let number = &spec["components"]["schemas"]["PhoneNumber"];
+    let properties: Vec<&String> = number["properties"].as_object().unwrap().keys().collect();
+    let required: Vec<&str> = number["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for property in properties {
+        assert!(
+            required.contains(&property.as_str()),
+            "PhoneNumber.{property} is not required"
+        );
     }
 }

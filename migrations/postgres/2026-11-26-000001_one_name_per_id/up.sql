@@ -8,9 +8,9 @@ ALTER TABLE agents RENAME COLUMN outbound_phone_number_id TO outbound_number_id;
 
 -- The table sorts by quality worst first (RED, YELLOW, UNKNOWN, GREEN) and by its other columns,
 -- keyset-paged: each order has an index ending in the id.
-ALTER TABLE phone_numbers ADD COLUMN quality_rank INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE phone_numbers ADD COLUMN quality_rank TEXT NOT NULL DEFAULT '2';
 UPDATE phone_numbers SET quality_rank = CASE quality_rating
-    WHEN 'RED' THEN 0 WHEN 'YELLOW' THEN 1 WHEN 'GREEN' THEN 3 ELSE 2 END;
+    WHEN 'RED' THEN '0' WHEN 'YELLOW' THEN '1' WHEN 'GREEN' THEN '3' ELSE '2' END;
 CREATE INDEX phone_numbers_by_name ON phone_numbers (workspace_id, verified_name_key, id);
 CREATE INDEX phone_numbers_by_platform ON phone_numbers (workspace_id, platform_type, id);
 CREATE INDEX phone_numbers_by_meta_id ON phone_numbers (workspace_id, meta_phone_number_id, id);

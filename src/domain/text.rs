@@ -1,0 +1,214 @@
+//! The rules for texts the API accepts, each written once: the server checks a value with it and
+//! the OpenAPI document declares the same pattern and lengths (`api::contract`), so the frontend's
+//! tools and the server never disagree. Patterns use only what ECMA-262, Python and Rust regexes
+//! read alike (explicit classes, anchors, quantifiers); lengths count Unicode scalar values, as
+//! JSON Schema's `minLength`/`maxLength` do.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use super::RuleError;
+
+/// One line of visible text: no control characters, at least one character that is not space.
+pub const LINE_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001F\u007F-\u009F]*",
+    r"[^\u0000-\u001F\u007F-\u009F\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]",
+    r"[^\u0000-\u001F\u007F-\u009F]*$"
+);
+/// Any text with at least one character that is not space.
+pub const NOT_BLANK_PATTERN: &str =
+    r"[^\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]";
+/// An `http` or `https` URL with a host name or IPv4 address, an optional port, path and query,
+/// and nothing a URL parser could read two ways (no user info, no fragment, no `%`).
+pub const HTTP_URL_PATTERN: &str = concat!(
+    r"^https?://",
+    r"(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+    r"|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))",
+    r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?",
+    r"(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?$"
+);
+/// Meta's upper-case words (`CLOUD_API`, `ON_PREMISE`, ...).
+pub const META_WORD_PATTERN: &str = r"^[A-Z_]+$";
+/// Meta's ids of accounts and numbers.
+pub const META_ID_PATTERN: &str = r"^[A-Za-z0-9_-]+$";
+
+/// A rule for one text field.
+pub struct TextRule {
+    /// The field's name in messages (`name`, `openai.model`, ...).
+    pub field: &'static str,
+    pub pattern: Option<&'static str>,
+    pub min_chars: usize,
+    pub max_chars: usize,
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl TextRule {
+    pub const fn new(
+        field: &'static str,
+        pattern: Option<&'static str>,
+        min_chars: usize,
+        max_chars: usize,
+    ) -> Self {
+        TextRule {
+            field,
+            pattern,
+            min_chars,
+            max_chars,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// Checks `value` against the rule.
+    pub fn check(&self, value: &str) -> Result<(), RuleError> {
+        let chars = value.chars().count();
+        if chars < self.min_chars || chars > self.max_chars {
+            return Err(RuleError::Invalid(format!(
+                "`{}` must be {} to {} characters long",
+                self.field, self.min_chars, self.max_chars
+            )));
+        }
+        if let Some(regex) = self.regex() {
+            if !regex.is_match(value) {
+                return Err(RuleError::Invalid(format!(
+                    "`{}` {}",
+                    self.field,
+                    self.what_pattern_means()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn regex(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| self.pattern.and_then(|p| Regex::new(p).ok()))
+            .as_ref()
+    }
+
+    fn what_pattern_means(&self) -> &'static str {
+        match self.pattern {
+            Some(LINE_PATTERN) => "must be one line of visible text (no control characters)",
+            Some(NOT_BLANK_PATTERN) => "must not be blank",
+            Some(HTTP_URL_PATTERN) => {
+                "must be an http:// or https:// URL with a host name or IPv4 address (no user, \
+                 fragment or percent-escapes)"
+            }
+            Some(META_WORD_PATTERN) => {
+                "must be upper-case letters and underscores, as Meta writes it"
+            }
+            Some(META_ID_PATTERN) => "must be the id Meta gave (letters, digits, `_` and `-`)",
+            _ => "is not in the expected form",
+        }
+    }
+}
+
+/// The text without leading and trailing white space (the same characters the patterns call space).
+pub fn trim(text: &str) -> &str {
+    text.trim_matches(|c: char| is_space(c))
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, '\u{0009}'..='\u{000D}' | '\u{0020}' | '\u{0085}' | '\u{00A0}' | '\u{1680}'
+        | '\u{2000}'..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}')
+}
+
+pub static AGENT_NAME: TextRule = TextRule::new("name", Some(LINE_PATTERN), 1, 100);
+pub static AGENT_DESCRIPTION: TextRule = TextRule::new("description", None, 0, 2000);
+pub static FAQ_KEYWORD: TextRule =
+    TextRule::new("faq.entries[].keywords[]", Some(LINE_PATTERN), 1, 200);
+pub static FAQ_ANSWER: TextRule =
+    TextRule::new("faq.entries[].answer", Some(NOT_BLANK_PATTERN), 1, 4096);
+pub static FAQ_FALLBACK: TextRule = TextRule::new("faq.fallback", None, 0, 4096);
+pub static OPENAI_BASE_URL: TextRule =
+    TextRule::new("openai.base_url", Some(HTTP_URL_PATTERN), 1, 2048);
+pub static OPENAI_MODEL: TextRule = TextRule::new("openai.model", Some(LINE_PATTERN), 1, 200);
+pub static OPENAI_API_KEY: TextRule =
+    TextRule::new("openai.api_key", Some(NOT_BLANK_PATTERN), 1, 1024);
+pub static OPENAI_SYSTEM_PROMPT: TextRule = TextRule::new("openai.system_prompt", None, 0, 20_000);
+pub static WEBHOOK_URL: TextRule = TextRule::new("webhook.url", Some(HTTP_URL_PATTERN), 1, 2048);
+pub static WEBHOOK_SECRET: TextRule =
+    TextRule::new("webhook.secret", Some(NOT_BLANK_PATTERN), 16, 1024);
+pub static SIGNUP_CODE: TextRule = TextRule::new("code", Some(NOT_BLANK_PATTERN), 1, 4096);
+pub static ACCESS_TOKEN: TextRule = TextRule::new("access_token", Some(NOT_BLANK_PATTERN), 1, 4096);
+pub static WABA_ID: TextRule = TextRule::new("waba_id", Some(META_ID_PATTERN), 1, 64);
+pub static PLATFORM_TYPE_FILTER: TextRule =
+    TextRule::new("platform_type", Some(META_WORD_PATTERN), 1, 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control characters (Unicode `Cc`), as a class body.
+    const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
+    /// White space (Unicode `White_Space`, and U+FEFF, which JavaScript's `\s` also counts).
+    const SPACES: &str =
+        r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF";
+
+    #[test]
+    fn the_patterns_compile_and_spell_the_shared_classes() {
+        for pattern in [
+            LINE_PATTERN,
+            NOT_BLANK_PATTERN,
+            HTTP_URL_PATTERN,
+            META_WORD_PATTERN,
+            META_ID_PATTERN,
+        ] {
+            Regex::new(pattern).unwrap();
+        }
+        assert!(LINE_PATTERN.contains(CONTROLS));
+        assert!(NOT_BLANK_PATTERN.contains(SPACES));
+    }
+
+    #[test]
+    fn a_line_needs_something_visible_and_no_control_characters() {
+        assert!(AGENT_NAME.check("Support bot").is_ok());
+        assert!(AGENT_NAME.check("  Ärger-Bot ").is_ok());
+        for bad in [
+            "",
+            "   ",
+            "\u{FEFF}",
+            "tab\there",
+            "line\n",
+            &"x".repeat(101),
+        ] {
+            assert!(AGENT_NAME.check(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(trim("\u{3000} Support \u{FEFF}"), "Support");
+    }
+
+    #[test]
+    fn urls_are_http_with_a_host_and_always_parse() {
+        for good in [
+            "https://api.openai.com/v1",
+            "http://127.0.0.1:8080/hook?x=1",
+            "https://LLM.example:443/v1/chat",
+            "http://localhost",
+            "https://123.example.com/a/b",
+        ] {
+            assert!(WEBHOOK_URL.check(good).is_ok(), "{good}");
+            assert!(url::Url::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://x.example",
+            "https://user:pw@x.example",
+            "https://x.example/#frag",
+            "https://1.2.3.4.5/",
+            "https://x.example:70000",
+            "https://x.example/%zz",
+            "not a url",
+            "https://",
+        ] {
+            assert!(WEBHOOK_URL.check(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        assert!(AGENT_NAME.check(&"ü".repeat(100)).is_ok());
+        assert!(PLATFORM_TYPE_FILTER.check("CLOUD_API").is_ok());
+        assert!(PLATFORM_TYPE_FILTER.check(" CLOUD_API").is_err());
+        assert!(PLATFORM_TYPE_FILTER.check(&"A".repeat(65)).is_err());
+    }
+}
