@@ -1,0 +1,191 @@
+// A typed client for the dashboard, written only against the types openapi-typescript generates
+// from openapi/openapi.json. A renamed field, a loosened type or a new error code on the server
+// fails `tsc --strict` here.
+import type { components, operations } from "./api";
+
+type Schemas = components["schemas"];
+export type PhoneNumber = Schemas["PhoneNumber"];
+export type PhoneNumberList = Schemas["PhoneNumberList"];
+export type Agent = Schemas["Agent"];
+export type AgentList = Schemas["AgentList"];
+export type Me = Schemas["Me"];
+export type ConnectedAccount = Schemas["ConnectedAccount"];
+export type Problem = Schemas["Problem"];
+export type TableQuery = NonNullable<operations["list_phone_numbers"]["parameters"]["query"]>;
+export type NewAgent = NonNullable<operations["create_agent"]["requestBody"]>["content"]["application/json"];
+export type ConnectBody = NonNullable<operations["connect_whatsapp_account"]["requestBody"]>["content"]["application/json"];
+
+/** The problem bodies an operation documents, by status. */
+type ProblemsOf<Op extends keyof operations> = {
+  [S in keyof operations[Op]["responses"]]: operations[Op]["responses"][S] extends {
+    content: { "application/problem+json": infer P };
+  }
+    ? P
+    : never;
+}[keyof operations[Op]["responses"]];
+
+/** The codes an operation can answer with. */
+export type CodeOf<Op extends keyof operations> = ProblemsOf<Op> extends { code: infer C } ? C : never;
+
+export type Outcome<T, Op extends keyof operations> =
+  | { ok: true; status: number; value: T }
+  | { ok: false; status: number; problem: ProblemsOf<Op>; allow: string | null; retryAfter: number | null };
+
+export class Api {
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+  ) {}
+
+  async call<T, Op extends keyof operations>(
+    _op: Op,
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<Outcome<T, Op>> {
+    const init: RequestInit = {
+      method,
+      headers: { Authorization: `Bearer ${this.token}`, "Content-Type": "application/json" },
+    };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    const response = await fetch(`${this.base}${path}`, init);
+    const text = await response.text();
+    const json: unknown = text === "" ? null : JSON.parse(text);
+    if (response.ok) return { ok: true, status: response.status, value: json as T };
+    const retry = response.headers.get("Retry-After");
+    return {
+      ok: false,
+      status: response.status,
+      problem: json as ProblemsOf<Op>,
+      allow: response.headers.get("Allow"),
+      retryAfter: retry === null ? null : Number(retry),
+    };
+  }
+
+  /** The caller: hide actions a viewer cannot take. */
+  me() {
+    return this.call<Me, "get_me">("get_me", "GET", "/api/v1/me");
+  }
+
+  /** The Phone Numbers table, one page. */
+  phoneNumbers(query: TableQuery) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    return this.call<PhoneNumberList, "list_phone_numbers">(
+      "list_phone_numbers",
+      "GET",
+      `/api/v1/phone-numbers?${params}`,
+    );
+  }
+
+  phoneNumber(id: PhoneNumber["id"]) {
+    return this.call<PhoneNumber, "get_phone_number">("get_phone_number", "GET", `/api/v1/phone-numbers/${id}`);
+  }
+
+  /** The Actions column's Register button. */
+  register(id: PhoneNumber["id"]) {
+    return this.call<PhoneNumber, "register_phone_number">(
+      "register_phone_number",
+      "POST",
+      `/api/v1/phone-numbers/${id}/register`,
+    );
+  }
+
+  /** The WhatsApp Agent column's modal: assign, or clear with null. */
+  assignAgent(number: PhoneNumber["id"], agent: Agent["id"] | null) {
+    return this.call<PhoneNumber, "assign_inbound_agent">(
+      "assign_inbound_agent",
+      "PUT",
+      `/api/v1/phone-numbers/${number}/inbound-agent`,
+      { agent_id: agent },
+    );
+  }
+
+  /** The assignment dropdown's search box. */
+  searchAgents(q: string) {
+    return this.call<AgentList, "list_agents">("list_agents", "GET", `/api/v1/agents?q=${encodeURIComponent(q)}`);
+  }
+
+  createAgent(agent: NewAgent) {
+    return this.call<Agent, "create_agent">("create_agent", "POST", "/api/v1/agents", agent);
+  }
+
+  /** The agents table's WhatsApp Outbound Number column: pick, or clear with null. */
+  setOutbound(agent: Agent["id"], number: PhoneNumber["id"] | null) {
+    return this.call<Agent, "set_whatsapp_outbound_number">(
+      "set_whatsapp_outbound_number",
+      "PUT",
+      `/api/v1/agents/${agent}/whatsapp-outbound-number`,
+      { number_id: number },
+    );
+  }
+
+  /** Add Phone Number: finish Embedded Signup, or connect with a system-user token. */
+  connect(body: ConnectBody) {
+    return this.call<ConnectedAccount, "connect_whatsapp_account">(
+      "connect_whatsapp_account",
+      "POST",
+      "/api/v1/whatsapp/accounts",
+      body,
+    );
+  }
+}
+
+/** What the Actions column shows, from what the server decided. */
+export function actionsCell(n: PhoneNumber): string {
+  const r = n.registration;
+  switch (r.state) {
+    case "registered":
+      return "✅ Registered";
+    case "registering":
+      return "⏳ Registering…";
+    case "not_registered":
+    case "failed":
+      if (!n.can_register) return "—";
+      switch (r.blocked_reason) {
+        case null:
+          return r.state === "failed" && r.retryable === false ? "Fix in Meta, then Register" : "Register";
+        case "limit_reached":
+          return `Blocked until ${r.next_attempt_at ?? "later"} (${r.attempts_in_window}/${r.max_attempts})`;
+        case "account_needs_reconnect":
+          return "Reconnect the account";
+        case "coexistence":
+        case "removed":
+          return "—";
+      }
+  }
+}
+
+/** The WhatsApp Agent column. */
+export function agentCell(n: PhoneNumber): string {
+  if (!n.can_assign_inbound_agent) return "Register via Actions";
+  return n.inbound_agent === null ? "Assign…" : n.inbound_agent.name;
+}
+
+/** The toast of a failed Register click: every code the operation documents, and no other. */
+export function registerErrorToast(code: CodeOf<"register_phone_number">): string {
+  switch (code) {
+    case "registration_in_progress":
+      return "Already registering; wait a moment.";
+    case "already_registered":
+      return "Already registered.";
+    case "number_removed":
+      return "This number was removed in Meta.";
+    case "account_needs_reconnect":
+      return "Reconnect the WhatsApp account first.";
+    case "registration_limit_reached":
+      return "Meta's limit is reached; try again later.";
+    case "meta_error":
+      return "Meta refused; see the details.";
+    case "phone_number_not_found":
+      return "This number no longer exists.";
+    case "validation_failed":
+    case "unauthorized":
+    case "forbidden":
+    case "internal_error":
+    case "service_unavailable":
+      return "Something went wrong; try again.";
+  }
+}

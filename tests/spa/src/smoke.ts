@@ -1,0 +1,102 @@
+// Drives every screen of the product page against a running server in development mode (the
+// sandbox stands in for Meta), one request per screen, as the dashboard would. Exits non-zero on
+// the first broken expectation. Usage: BASE_URL=http://127.0.0.1:8080 TOKEN=<editor JWT> node build/smoke.js
+import {
+  Api,
+  actionsCell,
+  agentCell,
+  registerErrorToast,
+  type PhoneNumber,
+  type PhoneNumberList,
+} from "./client.js";
+
+const base = process.env["BASE_URL"];
+const token = process.env["TOKEN"];
+if (base === undefined || token === undefined) throw new Error("set BASE_URL and TOKEN");
+const api = new Api(base, token);
+
+function expect(condition: boolean, what: string): asserts condition {
+  if (!condition) throw new Error(`expected: ${what}`);
+}
+
+async function ok<T>(pending: Promise<{ ok: true; value: T } | { ok: false; status: number; problem: unknown }>, what: string): Promise<T> {
+  const outcome = await pending;
+  if (!outcome.ok) throw new Error(`${what}: HTTP ${outcome.status} ${JSON.stringify(outcome.problem)}`);
+  return outcome.value;
+}
+
+// Who am I: an editor sees the actions.
+const me = await ok(api.me(), "GET /me");
+expect(me.role === "editor" && me.can_write, "an editor token");
+
+// The table, paged two at a time until the last page.
+const rows: PhoneNumber[] = [];
+let cursor: string | null = null;
+do {
+  const page: PhoneNumberList = await ok(api.phoneNumbers(cursor === null ? { limit: 2 } : { limit: 2, cursor }), "table page");
+  rows.push(...page.data);
+  cursor = page.next_cursor;
+} while (cursor !== null);
+expect(rows.length >= 6, "the sandbox's demo numbers fill the table");
+for (const n of rows) {
+  expect(!(n.can_register && n.can_assign_inbound_agent), `${n.display_phone_number}: Register and the agent picker never together`);
+  expect(actionsCell(n).length > 0 && agentCell(n).length > 0, "every row renders");
+}
+
+// Filters and sort, each one request.
+const usable = await ok(api.phoneNumbers({ can_use_as_outbound: true }), "outbound dropdown");
+expect(usable.data.length > 0 && usable.data.every((n) => n.can_use_as_outbound && n.platform_type === "CLOUD_API"), "the dropdown lists usable Cloud API numbers");
+const worst = await ok(api.phoneNumbers({ sort: "quality_rating", limit: 1 }), "worst quality first");
+expect(worst.data[0]?.quality_rating === "RED", "quality sort puts RED first");
+
+// One number.
+const first = rows[0];
+expect(first !== undefined, "a first row");
+const one = await ok(api.phoneNumber(first.id), "one number");
+expect(one.phone_number_id === first.phone_number_id, "the same number");
+
+// An agent, found by the dropdown's search, assigned and cleared; then picked as outbound and cleared.
+const agent = await ok(
+  api.createAgent({
+    name: `Smoke agent ${Date.now()}`,
+    responder: { kind: "faq", faq: { entries: [{ keywords: ["hours"], answer: "9 to 5" }], fallback: null } },
+  }),
+  "create agent",
+);
+const found = await ok(api.searchAgents("smoke AGENT"), "search agents");
+expect(found.data.some((a) => a.id === agent.id), "search is case-insensitive, anywhere in the name");
+const target = usable.data[0];
+expect(target !== undefined, "a usable number");
+const assigned = await ok(api.assignAgent(target.id, agent.id), "assign");
+expect(assigned.inbound_agent?.id === agent.id, "the agent answers the number");
+const cleared = await ok(api.assignAgent(target.id, null), "clear");
+expect(cleared.inbound_agent === null, "cleared");
+const withOutbound = await ok(api.setOutbound(agent.id, target.id), "pick outbound");
+expect(withOutbound.whatsapp_outbound_number?.id === target.id, "outbound number set");
+const withoutOutbound = await ok(api.setOutbound(agent.id, null), "clear outbound");
+expect(withoutOutbound.whatsapp_outbound_number === null, "outbound number cleared");
+
+// A number off the Cloud API cannot take an agent: 409 number_not_cloud_api.
+const offCloud = rows.find((n) => n.can_register);
+expect(offCloud !== undefined, "a number that needs Register");
+const refused = await api.assignAgent(offCloud.id, agent.id);
+expect(!refused.ok && refused.status === 409 && refused.problem.code === "number_not_cloud_api", "register it first");
+
+// Register: the sandbox fails the first call transiently, the click retries within Meta's limits.
+const registered = await api.register(offCloud.id);
+if (!registered.ok) throw new Error(`register: ${registerErrorToast(registered.problem.code)} ${JSON.stringify(registered.problem)}`);
+expect(registered.value.registration.state === "registered" && registered.value.platform_type === "CLOUD_API", "registered");
+expect(registered.value.can_assign_inbound_agent && !registered.value.can_register, "now it can take an agent");
+const again = await api.register(offCloud.id);
+expect(!again.ok && again.problem.code === "already_registered", "a second click is refused");
+expect(!again.ok && again.problem.phone_number?.id === offCloud.id, "the error carries the number as it now is");
+
+// Add Phone Number with a system-user token: the answer lists the numbers it added.
+const connected = await ok(api.connect({ waba_id: `7${Date.now()}`, access_token: "sandbox-token" }), "connect");
+expect(connected.added_phone_numbers.length > 0 && connected.phone_number_count === connected.added_phone_numbers.length, "the new numbers come back");
+
+// A method a path does not support: 405 with Allow.
+const wrong = await api.call<never, "list_phone_numbers">("list_phone_numbers", "DELETE", "/api/v1/phone-numbers");
+expect(!wrong.ok && wrong.status === 405 && wrong.allow === "GET", "405 with Allow: GET");
+
+console.log(`SPA smoke: ${rows.length} numbers paged, every screen answered in one request`);
