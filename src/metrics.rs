@@ -114,11 +114,13 @@ impl MetaApi for CountingMeta {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &crate::domain::MetaPhoneNumberId,
+        meta_phone_number_id: &crate::domain::MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         self.count(
             "get_phone_number",
-            self.inner.get_phone_number(token, phone_number_id).await,
+            self.inner
+                .get_phone_number(token, meta_phone_number_id)
+                .await,
         )
     }
 
@@ -133,12 +135,12 @@ impl MetaApi for CountingMeta {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &crate::domain::MetaPhoneNumberId,
+        meta_phone_number_id: &crate::domain::MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         self.count(
             "register",
-            self.inner.register(token, phone_number_id, pin).await,
+            self.inner.register(token, meta_phone_number_id, pin).await,
         )
     }
 
@@ -164,25 +166,27 @@ impl MetaApi for CountingMeta {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &crate::domain::MetaPhoneNumberId,
+        meta_phone_number_id: &crate::domain::MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         self.count(
             "send_message",
-            self.inner.send_message(token, phone_number_id, body).await,
+            self.inner
+                .send_message(token, meta_phone_number_id, body)
+                .await,
         )
     }
 
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &crate::domain::MetaPhoneNumberId,
+        meta_phone_number_id: &crate::domain::MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError> {
         self.count(
             "mark_read",
             self.inner
-                .mark_read(token, phone_number_id, message_id)
+                .mark_read(token, meta_phone_number_id, message_id)
                 .await,
         )
     }

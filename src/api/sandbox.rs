@@ -96,9 +96,9 @@ pub async fn list_sandbox_messages(
     let data = sandbox
         .sent_messages()
         .into_iter()
-        .filter(|m| ours.contains(&m.phone_number_id))
+        .filter(|m| ours.contains(&m.meta_phone_number_id))
         .map(|m| SandboxMessage {
-            phone_number_id: m.phone_number_id,
+            phone_number_id: m.meta_phone_number_id,
             message_id: m.message_id,
             body: SandboxMessageBody::of(m.body),
             sent_at: m.sent_at,

@@ -175,6 +175,10 @@ text_enum! {
     }
 }
 
+/// What to do about an account whose token is missing or was rejected: said in these words only.
+pub const RECONNECT_ADVICE: &str =
+    "Reconnect the WhatsApp account: run Embedded Signup again, or connect a new system-user token.";
+
 text_enum! {
     /// What an audit-trail entry records.
     "audit action" pub enum AuditAction {

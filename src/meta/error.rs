@@ -269,7 +269,7 @@ impl MetaError {
             REGISTER_SERVER_UNAVAILABLE | SERVICE_UNAVAILABLE | TEMPORARY | UNKNOWN | UNKNOWN_MESSAGE_ERROR => "Meta's service is temporarily unavailable. Try again in a minute.",
             RECENTLY_DELETED => "The number was recently deleted and Meta has not finished; wait 5 minutes and try again.",
             NUMBER_MAINTENANCE | MAINTENANCE_MODE => "The number is in maintenance mode at Meta; try again in a few minutes.",
-            TOKEN_INVALID | AUTH_EXCEPTION => "Meta rejected the access token (expired or revoked). Reconnect the WhatsApp account.",
+            TOKEN_INVALID | AUTH_EXCEPTION => crate::domain::RECONNECT_ADVICE,
             c if c == PERMISSION_DENIED || PERMISSIONS.contains(&c) => "The token lacks a permission this needs (whatsapp_business_management and whatsapp_business_messaging). Reconnect the account granting both.",
             INVALID_PARAMETER => "Meta rejected a parameter of the request; check that the number still belongs to this account.",
             POLICY_RESTRICTED => "The WhatsApp Business Account is restricted for a policy violation; see Business Support Home.",

@@ -199,12 +199,12 @@ impl MetaApi for GraphClient {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         let fields = super::phone_number_fields(&self.version);
         let body = self
             .call(
-                self.request(Method::GET, phone_number_id.as_str(), token)
+                self.request(Method::GET, meta_phone_number_id.as_str(), token)
                     .query(&[("fields", fields)]),
             )
             .await?;
@@ -229,13 +229,17 @@ impl MetaApi for GraphClient {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         let body = json!({"messaging_product": "whatsapp", "pin": pin});
         self.expect_success(
-            self.request(Method::POST, &format!("{phone_number_id}/register"), token)
-                .json(&body),
+            self.request(
+                Method::POST,
+                &format!("{meta_phone_number_id}/register"),
+                token,
+            )
+            .json(&body),
         )
         .await
     }
@@ -318,13 +322,17 @@ impl MetaApi for GraphClient {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         let answer = self
             .call(
-                self.request(Method::POST, &format!("{phone_number_id}/messages"), token)
-                    .json(body),
+                self.request(
+                    Method::POST,
+                    &format!("{meta_phone_number_id}/messages"),
+                    token,
+                )
+                .json(body),
             )
             .await?;
         answer
@@ -341,14 +349,18 @@ impl MetaApi for GraphClient {
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError> {
         let body =
             json!({"messaging_product": "whatsapp", "status": "read", "message_id": message_id});
         self.expect_success(
-            self.request(Method::POST, &format!("{phone_number_id}/messages"), token)
-                .json(&body),
+            self.request(
+                Method::POST,
+                &format!("{meta_phone_number_id}/messages"),
+                token,
+            )
+            .json(&body),
         )
         .await
     }

@@ -134,7 +134,7 @@ pub trait MetaApi: Send + Sync {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError>;
 
     /// The WABA's name (also proves the token can read the WABA).
@@ -148,7 +148,7 @@ pub trait MetaApi: Send + Sync {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError>;
 
@@ -165,7 +165,7 @@ pub trait MetaApi: Send + Sync {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError>;
 
@@ -173,7 +173,7 @@ pub trait MetaApi: Send + Sync {
     async fn mark_read(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         message_id: &str,
     ) -> Result<(), MetaError>;
 }

@@ -21,7 +21,7 @@ const TRANSIENT_FAILURE_EVERY: u64 = 3;
 /// A message the sandbox accepted.
 #[derive(Debug, Clone)]
 pub struct SandboxMessage {
-    pub phone_number_id: MetaPhoneNumberId,
+    pub meta_phone_number_id: MetaPhoneNumberId,
     pub message_id: String,
     pub body: Value,
     pub sent_at: chrono::DateTime<chrono::Utc>,
@@ -250,12 +250,12 @@ impl State {
         })
     }
 
-    fn find(&mut self, phone_number_id: &MetaPhoneNumberId) -> Option<&mut MetaPhoneNumber> {
+    fn find(&mut self, meta_phone_number_id: &MetaPhoneNumberId) -> Option<&mut MetaPhoneNumber> {
         self.numbers(&WabaId::from(DEMO_WABA_ID));
         self.wabas
             .values_mut()
             .flatten()
-            .find(|n| n.id == *phone_number_id)
+            .find(|n| n.id == *meta_phone_number_id)
     }
 }
 
@@ -292,11 +292,11 @@ impl MetaApi for Sandbox {
     async fn get_phone_number(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
     ) -> Result<MetaPhoneNumber, MetaError> {
         check_token(token)?;
         self.with_state(|state| {
-            state.find(phone_number_id).cloned().ok_or_else(|| {
+            state.find(meta_phone_number_id).cloned().ok_or_else(|| {
                 api_error(
                     400,
                     100,
@@ -323,7 +323,7 @@ impl MetaApi for Sandbox {
     async fn register(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         pin: &str,
     ) -> Result<(), MetaError> {
         check_token(token)?;
@@ -337,7 +337,7 @@ impl MetaApi for Sandbox {
                     true,
                 ));
             }
-            if let Some(existing) = state.pins.get(phone_number_id) {
+            if let Some(existing) = state.pins.get(meta_phone_number_id) {
                 if existing != pin {
                     return Err(api_error(
                         400,
@@ -347,7 +347,7 @@ impl MetaApi for Sandbox {
                     ));
                 }
             }
-            let number = state.find(phone_number_id).ok_or_else(|| {
+            let number = state.find(meta_phone_number_id).ok_or_else(|| {
                 api_error(
                     400,
                     100,
@@ -356,7 +356,9 @@ impl MetaApi for Sandbox {
                 )
             })?;
             mark_registered(number);
-            state.pins.insert(phone_number_id.clone(), pin.to_owned());
+            state
+                .pins
+                .insert(meta_phone_number_id.clone(), pin.to_owned());
             self.save(state);
             Ok(())
         })
@@ -389,14 +391,14 @@ impl MetaApi for Sandbox {
     async fn send_message(
         &self,
         token: &str,
-        phone_number_id: &MetaPhoneNumberId,
+        meta_phone_number_id: &MetaPhoneNumberId,
         body: &Value,
     ) -> Result<SentMessage, MetaError> {
         check_token(token)?;
         self.with_state(|state| {
             let message_id = format!("wamid.SANDBOX{}", uuid::Uuid::new_v4().simple());
             state.sent.push(SandboxMessage {
-                phone_number_id: phone_number_id.clone(),
+                meta_phone_number_id: meta_phone_number_id.clone(),
                 message_id: message_id.clone(),
                 body: body.clone(),
                 sent_at: chrono::Utc::now(),
@@ -408,7 +410,7 @@ impl MetaApi for Sandbox {
     async fn mark_read(
         &self,
         token: &str,
-        _phone_number_id: &MetaPhoneNumberId,
+        _meta_phone_number_id: &MetaPhoneNumberId,
         _message_id: &str,
     ) -> Result<(), MetaError> {
         check_token(token)

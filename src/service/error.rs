@@ -48,8 +48,11 @@ pub enum ServiceError {
         by_meta: bool,
         retry_after_seconds: u64,
     },
-    /// The account's token is missing or Meta rejected it: the one wording of "reconnect".
-    #[error("The WhatsApp account's access token was rejected by Meta or is missing; reconnect the account (Embedded Signup or a new system-user token).")]
+    /// The account's token is missing or Meta rejected it.
+    #[error(
+        "The WhatsApp account's access token is missing or was rejected by Meta. {}",
+        crate::domain::RECONNECT_ADVICE
+    )]
     AccountNeedsReconnect,
     #[error("This WhatsApp Business Account is connected to another workspace. Disconnect it there first; accounts are never shared or moved silently.")]
     AccountConnectedElsewhere,

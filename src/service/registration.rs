@@ -104,7 +104,7 @@ async fn register_claimed(
         Ok(()) => {
             let reread = state.meta.get_phone_number(&token, &meta_id).await;
             if let Err(err) = &reread {
-                tracing::warn!(phone_number_id = %meta_id, error = %err, "registered, but re-reading the number failed");
+                tracing::warn!(meta_phone_number_id = %meta_id, error = %err, "registered, but re-reading the number failed");
             }
             let (claim_number, account_id) = (claim.number.row.clone(), claim.account.id);
             let ws = caller.workspace_id.clone();
