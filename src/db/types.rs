@@ -22,6 +22,20 @@ pub trait StoredText: Sized {
     fn from_text(text: &str) -> Result<Self, String>;
 }
 
+/// `StoredText` for types with `as_str`, read back by `$read` (a `fn(&str) -> Result<Self, String>`).
+macro_rules! stored_as_str {
+    ($read:expr => $($t:ty),+) => {$(
+        impl StoredText for $t {
+            fn to_text(&self) -> Cow<'_, str> {
+                Cow::Borrowed(self.as_str())
+            }
+            fn from_text(text: &str) -> Result<Self, String> {
+                $read(text)
+            }
+        }
+    )+};
+}
+
 macro_rules! uuid_text {
     ($($t:ty),+) => {$(
         impl StoredText for $t {
@@ -30,33 +44,7 @@ macro_rules! uuid_text {
             }
             fn from_text(text: &str) -> Result<Self, String> {
                 text.parse()
-                    .map_err(|e| format!("stored {} `{text}` is not a UUID: {e}", stringify!($t)))
-            }
-        }
-    )+};
-}
-
-macro_rules! plain_text {
-    ($($t:ty),+) => {$(
-        impl StoredText for $t {
-            fn to_text(&self) -> Cow<'_, str> {
-                Cow::Borrowed(self.as_str())
-            }
-            fn from_text(text: &str) -> Result<Self, String> {
-                Ok(Self::from(text))
-            }
-        }
-    )+};
-}
-
-macro_rules! enum_text {
-    ($($t:ty),+) => {$(
-        impl StoredText for $t {
-            fn to_text(&self) -> Cow<'_, str> {
-                Cow::Borrowed(self.as_str())
-            }
-            fn from_text(text: &str) -> Result<Self, String> {
-                Self::parse(text).map_err(|e| format!("stored value: {e}"))
+                    .map_err(|e| format!("stored {} `{text}` is {e}", stringify!($t)))
             }
         }
     )+};
@@ -70,8 +58,10 @@ uuid_text!(
     QualityEventId,
     AuditEventId
 );
-plain_text!(WorkspaceId, MetaPhoneNumberId, WabaId);
-enum_text!(
+stored_as_str!(|text: &str| Ok(Self::from(text)) => WorkspaceId, MetaPhoneNumberId, WabaId);
+stored_as_str!(|text: &str| Ok(PlatformType::from_meta(text)) => PlatformType);
+stored_as_str!(
+    |text: &str| Self::parse(text).map_err(|e| format!("stored value: {e}")) =>
     QualityRating,
     RegistrationState,
     AttemptOutcome,
@@ -80,15 +70,6 @@ enum_text!(
     AuditAction,
     ResponderKind
 );
-
-impl StoredText for PlatformType {
-    fn to_text(&self) -> Cow<'_, str> {
-        Cow::Borrowed(self.as_str())
-    }
-    fn from_text(text: &str) -> Result<Self, String> {
-        Ok(PlatformType::from_meta(text))
-    }
-}
 
 macro_rules! sql_text {
     ($($t:ty),+ $(,)?) => {$(
@@ -278,7 +259,7 @@ mod tests {
                 .load::<Row<AgentId>>(&mut conn)
                 .err()
                 .expect("a non-UUID does not load as an id");
-            assert!(err.to_string().contains("is not a UUID"), "{err}");
+            assert!(err.to_string().contains("is not a hyphenated UUID"), "{err}");
         }
     }
 }
