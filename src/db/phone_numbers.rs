@@ -201,6 +201,23 @@ pub fn get(
         .optional()
 }
 
+/// The given numbers of the workspace, in the table's default order.
+pub fn by_ids(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    ids: &[PhoneNumberId],
+) -> QueryResult<Vec<PhoneNumberRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    phone_numbers::table
+        .filter(phone_numbers::workspace_id.eq(workspace))
+        .filter(phone_numbers::id.eq_any(ids))
+        .order((phone_numbers::display_digits.asc(), phone_numbers::id.asc()))
+        .select(PhoneNumberRow::as_select())
+        .load(conn)
+}
+
 /// `(id, display_phone_number)` of the given numbers of the workspace.
 pub fn display_numbers(
     conn: &mut DbConnection,

@@ -259,7 +259,10 @@ mod tests {
                 .load::<Row<AgentId>>(&mut conn)
                 .err()
                 .expect("a non-UUID does not load as an id");
-            assert!(err.to_string().contains("is not a hyphenated UUID"), "{err}");
+            assert!(
+                err.to_string().contains("is not a hyphenated UUID"),
+                "{err}"
+            );
         }
     }
 }

@@ -205,10 +205,11 @@ pub async fn connect(
         })
         .await?;
     let sync = sync_account(state, &account).await.ok();
-    let mut added = Vec::new();
-    for id in sync.iter().flat_map(|s| s.added_ids.iter().copied()) {
-        added.push(super::phone_numbers::get(&state.db, &caller.workspace_id, id).await?);
-    }
+    let added_ids = sync
+        .as_ref()
+        .map(|s| s.added_ids.clone())
+        .unwrap_or_default();
+    let added = super::phone_numbers::get_many(&state.db, &caller.workspace_id, added_ids).await?;
     let record = get(state, &caller.workspace_id, account.id).await?;
     Ok(Connected {
         account: record,

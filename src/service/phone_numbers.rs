@@ -157,6 +157,20 @@ pub async fn get(
     db.run(move |conn| load(conn, &workspace, id)).await
 }
 
+/// The given numbers, as the table shows them: a constant number of queries, however many.
+pub async fn get_many(
+    db: &Db,
+    workspace: &WorkspaceId,
+    ids: Vec<PhoneNumberId>,
+) -> Result<Vec<NumberRecord>, ServiceError> {
+    let workspace = workspace.clone();
+    db.run(move |conn| {
+        let rows = numbers::by_ids(conn, &workspace, &ids)?;
+        enrich(conn, &workspace, rows)
+    })
+    .await
+}
+
 pub(crate) fn load(
     conn: &mut db::DbConnection,
     workspace: &WorkspaceId,

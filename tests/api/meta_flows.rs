@@ -204,6 +204,15 @@ async fn a_system_user_token_connects_subscribes_and_syncs_every_page() {
         json!({"added": 3, "updated": 0, "removed": 0})
     );
     assert_eq!(account["phone_number_count"], 3);
+    // The answer carries the new rows of the table, in its order, so the SPA needs no reload.
+    let added: Vec<&str> = account["added_phone_numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["phone_number_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["1001", "1002", "1003"]);
+    assert!(account["added_phone_numbers"][0]["registration"].is_object());
     let subscribed = server.received_requests().await.unwrap();
     assert_eq!(
         subscribed
