@@ -31,8 +31,9 @@ pub struct AgentQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct SetOutboundNumber {
-    /// Our id of a number that `can_use_as_outbound`; null to clear. (The old name of this field,
-    /// `phone_number_id`, is still read for a while.)
+    /// Our id of a number that `can_use_as_outbound`; null to clear.
+    // `phone_number_id`, this field's name before that name meant Meta's id only, is still read
+    // for a while; deliberately undocumented.
     #[serde(
         deserialize_with = "super::required_nullable",
         alias = "phone_number_id"
