@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::SecretBox;
 use crate::db::DbUrl;
+use crate::domain::MetaMode;
 
 /// Default Graph API base URL.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
@@ -144,12 +145,12 @@ impl Settings {
         })
     }
 
-    /// `graph` with a Meta app configured, else `sandbox`.
-    pub fn meta_mode(&self) -> &'static str {
+    /// The Graph API with a Meta app configured, else the sandbox.
+    pub fn meta_mode(&self) -> MetaMode {
         if self.meta_app.is_some() {
-            "graph"
+            MetaMode::Graph
         } else {
-            "sandbox"
+            MetaMode::Sandbox
         }
     }
 }
@@ -240,7 +241,7 @@ mod tests {
         assert!(first.development);
         assert_eq!(first.auth_jwt_secret, second.auth_jwt_secret);
         assert_eq!(first.secrets_key, second.secrets_key);
-        assert_eq!(first.meta_mode(), "sandbox");
+        assert_eq!(first.meta_mode(), MetaMode::Sandbox);
         assert!(matches!(first.database_url, DbUrl::Sqlite(ref p) if p.starts_with(&dir)));
         std::fs::remove_dir_all(dir).ok();
     }
@@ -267,7 +268,7 @@ mod tests {
             ("SECRETS_KEY", &key),
         ]))
         .unwrap();
-        assert_eq!((ok.meta_mode(), ok.development), ("graph", false));
+        assert_eq!((ok.meta_mode(), ok.development), (MetaMode::Graph, false));
     }
 
     #[test]
