@@ -95,6 +95,10 @@ const RESPONSE_SCHEMAS: &[&str] = &[
     "Me",
     "Health",
     "Readiness",
+    // Shown only (the input forms are OpenAiInput and WebhookInput). FaqSettings is not here: the
+    // input shares it, and may leave `fallback` out.
+    "OpenAiSettings",
+    "WebhookSettings",
 ];
 
 /// `(from operation, status, link name, to operation, where the id is in the response body)`.
