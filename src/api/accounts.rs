@@ -10,7 +10,9 @@ use super::types::{
     WhatsAppAccount, WhatsAppAccountList,
 };
 use super::{ApiError, Problem};
-use crate::domain::text::{self, TextRule, ACCESS_TOKEN, SIGNUP_CODE, WABA_ID};
+use crate::domain::text::{
+    self, TextRule, ACCESS_TOKEN, META_PHONE_NUMBER_ID, SIGNUP_CODE, WABA_ID,
+};
 use crate::domain::{AccountId, MetaMode};
 use crate::service::accounts::{self as service, validate_waba_id, Credentials};
 use crate::state::AppState;
@@ -25,8 +27,8 @@ pub struct ConnectAccount {
     code: Option<String>,
     waba_id: Option<String>,
     access_token: Option<String>,
-    #[serde(rename = "phone_number_id")]
-    _phone_number_id: Option<String>,
+    /// Read only to be checked: the number itself arrives with the sync.
+    phone_number_id: Option<String>,
 }
 
 crate::domain::object_only!(ConnectAccount);
@@ -45,6 +47,9 @@ fn given(rule: &TextRule, value: Option<String>) -> Result<Option<String>, ApiEr
 impl ConnectAccount {
     fn credentials(self) -> Result<Credentials, ApiError> {
         let waba_id = self.waba_id.as_deref().map(validate_waba_id).transpose()?;
+        if let Some(id) = &self.phone_number_id {
+            META_PHONE_NUMBER_ID.check(id)?;
+        }
         match (
             given(&SIGNUP_CODE, self.code)?,
             given(&ACCESS_TOKEN, self.access_token)?,
@@ -91,7 +96,7 @@ fn connect_schema() -> serde_json::Value {
                 "properties": {
                     "code": rule(&SIGNUP_CODE, "The code from `FB.login`'s callback (valid for 30 seconds: send it at once)."),
                     "waba_id": {"oneOf": [{"type": "null"}, waba_id.clone()]},
-                    "phone_number_id": {"type": ["string", "null"], "description": "From the popup's FINISH event; the number itself arrives with the sync."},
+                    "phone_number_id": {"oneOf": [{"type": "null"}, rule(&META_PHONE_NUMBER_ID, "From the popup's FINISH event; the number itself arrives with the sync.")]},
                     "access_token": {"type": "null", "description": "Not with `code`."}
                 }
             },
@@ -102,7 +107,7 @@ fn connect_schema() -> serde_json::Value {
                 "properties": {
                     "waba_id": waba_id,
                     "access_token": rule(&ACCESS_TOKEN, "Write-only: a system-user token with whatsapp_business_management and whatsapp_business_messaging."),
-                    "phone_number_id": {"type": ["string", "null"]},
+                    "phone_number_id": {"oneOf": [{"type": "null"}, rule(&META_PHONE_NUMBER_ID, "Not used with a token.")]},
                     "code": {"type": "null", "description": "Not with `access_token`."}
                 }
             }

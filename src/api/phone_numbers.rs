@@ -94,7 +94,12 @@ pub async fn list_phone_numbers(
             .transpose()?,
         quality_rating: query.quality_rating,
         has_inbound_agent: query.has_inbound_agent,
-        search: query.q.as_deref().and_then(Search::parse),
+        search: query
+            .q
+            .as_deref()
+            .map(Search::checked)
+            .transpose()?
+            .flatten(),
         include_removed: query.include_removed.unwrap_or(false),
         whatsapp_account_id: query.whatsapp_account_id,
         can_register: query.can_register,

@@ -270,6 +270,12 @@ pub struct Search {
 }
 
 impl Search {
+    /// Checks `q` by [`super::text::SEARCH`], then reads it.
+    pub fn checked(q: &str) -> Result<Option<Search>, RuleError> {
+        super::text::SEARCH.check(q)?;
+        Ok(Search::parse(q))
+    }
+
     /// Blank `q` means no search.
     pub fn parse(q: &str) -> Option<Search> {
         let q = q.trim();

@@ -16,9 +16,23 @@ pub const LINE_PATTERN: &str = concat!(
     r"[^\u0000-\u001F\u007F-\u009F\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]",
     r"[^\u0000-\u001F\u007F-\u009F]*$"
 );
-/// Any text with at least one character that is not space.
-pub const NOT_BLANK_PATTERN: &str =
-    r"[^\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]";
+/// A name people pick from a list: one line of visible text without invisible format characters
+/// (soft hyphen, zero-width and direction marks, word joiners, BOM), so two names cannot look alike.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u00AD\u0600-\u0605\u061C\u06DD\u070F\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\uFEFF\uFFF9-\uFFFB]",
+    r"[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB]*$"
+);
+/// Text of any length of lines: no control characters but tab, line feed and carriage return.
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
+/// Such text with at least one character that is not space.
+pub const NOT_BLANK_TEXT_PATTERN: &str = concat!(
+    r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]",
+    r"[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+);
+/// A search box's text: one line, possibly blank (blank means no search).
+pub const SEARCH_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 /// An `http` or `https` URL with a host name or IPv4 address, an optional port, path and query,
 /// and nothing a URL parser could read two ways (no user info, no fragment, no `%`).
 pub const HTTP_URL_PATTERN: &str = concat!(
@@ -90,7 +104,16 @@ impl TextRule {
     fn what_pattern_means(&self) -> &'static str {
         match self.pattern {
             Some(LINE_PATTERN) => "must be one line of visible text (no control characters)",
-            Some(NOT_BLANK_PATTERN) => "must not be blank",
+            Some(NAME_PATTERN) => {
+                "must be one line of visible text, without control or invisible format characters"
+            }
+            Some(TEXT_PATTERN) => {
+                "must not contain control characters (tab and line breaks are fine)"
+            }
+            Some(NOT_BLANK_TEXT_PATTERN) => {
+                "must not be blank or contain control characters (tab and line breaks are fine)"
+            }
+            Some(SEARCH_PATTERN) => "must be one line without control characters",
             Some(HTTP_URL_PATTERN) => {
                 "must be an http:// or https:// URL with a host name or IPv4 address (no user, \
                  fragment or percent-escapes)"
@@ -114,27 +137,33 @@ fn is_space(c: char) -> bool {
         | '\u{2000}'..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}')
 }
 
-pub static AGENT_NAME: TextRule = TextRule::new("name", Some(LINE_PATTERN), 1, 100);
-pub static AGENT_DESCRIPTION: TextRule = TextRule::new("description", None, 0, 2000);
+pub static AGENT_NAME: TextRule = TextRule::new("name", Some(NAME_PATTERN), 1, 100);
+pub static AGENT_DESCRIPTION: TextRule = TextRule::new("description", Some(TEXT_PATTERN), 0, 2000);
 pub static FAQ_KEYWORD: TextRule =
     TextRule::new("faq.entries[].keywords[]", Some(LINE_PATTERN), 1, 200);
-pub static FAQ_ANSWER: TextRule =
-    TextRule::new("faq.entries[].answer", Some(NOT_BLANK_PATTERN), 1, 4096);
-pub static FAQ_FALLBACK: TextRule = TextRule::new("faq.fallback", None, 0, 4096);
+pub static FAQ_ANSWER: TextRule = TextRule::new(
+    "faq.entries[].answer",
+    Some(NOT_BLANK_TEXT_PATTERN),
+    1,
+    4096,
+);
+pub static FAQ_FALLBACK: TextRule = TextRule::new("faq.fallback", Some(TEXT_PATTERN), 0, 4096);
 pub static OPENAI_BASE_URL: TextRule =
     TextRule::new("openai.base_url", Some(HTTP_URL_PATTERN), 1, 2048);
 pub static OPENAI_MODEL: TextRule = TextRule::new("openai.model", Some(LINE_PATTERN), 1, 200);
-pub static OPENAI_API_KEY: TextRule =
-    TextRule::new("openai.api_key", Some(NOT_BLANK_PATTERN), 1, 1024);
-pub static OPENAI_SYSTEM_PROMPT: TextRule = TextRule::new("openai.system_prompt", None, 0, 20_000);
+pub static OPENAI_API_KEY: TextRule = TextRule::new("openai.api_key", Some(LINE_PATTERN), 1, 1024);
+pub static OPENAI_SYSTEM_PROMPT: TextRule =
+    TextRule::new("openai.system_prompt", Some(TEXT_PATTERN), 0, 20_000);
 pub static WEBHOOK_URL: TextRule = TextRule::new("webhook.url", Some(HTTP_URL_PATTERN), 1, 2048);
-pub static WEBHOOK_SECRET: TextRule =
-    TextRule::new("webhook.secret", Some(NOT_BLANK_PATTERN), 16, 1024);
-pub static SIGNUP_CODE: TextRule = TextRule::new("code", Some(NOT_BLANK_PATTERN), 1, 4096);
-pub static ACCESS_TOKEN: TextRule = TextRule::new("access_token", Some(NOT_BLANK_PATTERN), 1, 4096);
+pub static WEBHOOK_SECRET: TextRule = TextRule::new("webhook.secret", Some(LINE_PATTERN), 16, 1024);
+pub static SIGNUP_CODE: TextRule = TextRule::new("code", Some(LINE_PATTERN), 1, 4096);
+pub static ACCESS_TOKEN: TextRule = TextRule::new("access_token", Some(LINE_PATTERN), 1, 4096);
 pub static WABA_ID: TextRule = TextRule::new("waba_id", Some(META_ID_PATTERN), 1, 64);
+pub static META_PHONE_NUMBER_ID: TextRule =
+    TextRule::new("phone_number_id", Some(META_ID_PATTERN), 1, 64);
 pub static PLATFORM_TYPE_FILTER: TextRule =
     TextRule::new("platform_type", Some(META_WORD_PATTERN), 1, 64);
+pub static SEARCH: TextRule = TextRule::new("q", Some(SEARCH_PATTERN), 0, 200);
 
 #[cfg(test)]
 mod tests {
@@ -142,15 +171,15 @@ mod tests {
 
     /// Control characters (Unicode `Cc`), as a class body.
     const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
-    /// White space (Unicode `White_Space`, and U+FEFF, which JavaScript's `\s` also counts).
-    const SPACES: &str =
-        r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF";
 
     #[test]
     fn the_patterns_compile_and_spell_the_shared_classes() {
         for pattern in [
             LINE_PATTERN,
-            NOT_BLANK_PATTERN,
+            NAME_PATTERN,
+            TEXT_PATTERN,
+            NOT_BLANK_TEXT_PATTERN,
+            SEARCH_PATTERN,
             HTTP_URL_PATTERN,
             META_WORD_PATTERN,
             META_ID_PATTERN,
@@ -158,7 +187,7 @@ mod tests {
             Regex::new(pattern).unwrap();
         }
         assert!(LINE_PATTERN.contains(CONTROLS));
-        assert!(NOT_BLANK_PATTERN.contains(SPACES));
+        assert!(SEARCH_PATTERN.contains(CONTROLS));
     }
 
     #[test]
@@ -176,6 +205,56 @@ mod tests {
             assert!(AGENT_NAME.check(bad).is_err(), "{bad:?}");
         }
         assert_eq!(trim("\u{3000} Support \u{FEFF}"), "Support");
+    }
+
+    #[test]
+    fn names_refuse_invisible_characters_that_would_make_two_look_alike() {
+        for bad in [
+            "Support\u{200B}",
+            "\u{00AD}Support",
+            "Sup\u{202E}port",
+            "Support\u{2060}",
+            "\u{FEFF}Support",
+        ] {
+            assert!(AGENT_NAME.check(bad).is_err(), "{bad:?}");
+        }
+        assert!(AGENT_NAME.check("Ärger-Bot 🤖").is_ok());
+    }
+
+    #[test]
+    fn no_text_takes_a_nul_or_other_control_characters() {
+        for rule in [
+            &AGENT_NAME,
+            &AGENT_DESCRIPTION,
+            &FAQ_KEYWORD,
+            &FAQ_ANSWER,
+            &FAQ_FALLBACK,
+            &OPENAI_MODEL,
+            &OPENAI_API_KEY,
+            &OPENAI_SYSTEM_PROMPT,
+            &WEBHOOK_SECRET,
+            &SIGNUP_CODE,
+            &ACCESS_TOKEN,
+            &SEARCH,
+            &WABA_ID,
+            &META_PHONE_NUMBER_ID,
+            &PLATFORM_TYPE_FILTER,
+        ] {
+            for bad in [
+                "a\u{0000}bcdefghijklmnopq",
+                "abcdefghijklmnop\u{001B}q",
+                "abcdefghijklmnopq\u{0085}",
+            ] {
+                assert!(rule.check(bad).is_err(), "{} took {bad:?}", rule.field);
+            }
+        }
+        assert!(AGENT_DESCRIPTION
+            .check("two\nlines\twith a tab\r\n")
+            .is_ok());
+        assert!(FAQ_ANSWER.check("We open at 9.\nWe close at 5.").is_ok());
+        assert!(FAQ_ANSWER.check(" \n\t ").is_err());
+        assert!(SEARCH.check("").is_ok());
+        assert!(SEARCH.check(&"q".repeat(201)).is_err());
     }
 
     #[test]

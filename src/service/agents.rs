@@ -101,6 +101,9 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<(Vec<AgentRecord>, Option<String>), ServiceError> {
     let workspace = workspace.clone();
+    if let Some(q) = &q {
+        crate::domain::text::SEARCH.check(q)?;
+    }
     let key = q.map(|q| search_key(&q)).filter(|k| !k.is_empty());
     db.run(move |conn| {
         let rows = agents::list(conn, &workspace, key.as_deref(), &page)?;

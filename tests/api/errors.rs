@@ -137,3 +137,46 @@ async fn health_and_readiness_answer_without_a_token() {
     };
     assert_eq!(ready["database"], expected);
 }
+
+#[tokio::test]
+async fn control_characters_are_400_on_every_database_and_change_nothing() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    // PostgreSQL refuses NUL in text: before this was checked, `q=%00` answered 500 there.
+    for path in [
+        "/api/v1/phone-numbers?q=%00",
+        "/api/v1/phone-numbers?q=shop%1B",
+        "/api/v1/agents?q=%00",
+        "/api/v1/phone-numbers?platform_type=CLOUD%00API",
+    ] {
+        assert_problem(app.get(path, &token).await, 400, "validation_failed").await;
+    }
+    let long = "q".repeat(201);
+    assert_problem(
+        app.get(&format!("/api/v1/phone-numbers?q={long}"), &token)
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let faq = json!({"kind": "faq", "faq": {"entries": [], "fallback": "Hi"}});
+    for body in [
+        json!({"name": "Support\u{0}", "responder": faq}),
+        json!({"name": "Support\u{200B}", "responder": faq}),
+        json!({"name": "Support", "description": "a\u{0}b", "responder": faq}),
+        json!({"name": "Support", "responder": {"kind": "faq", "faq": {"entries": [{"keywords": ["a\u{0}"], "answer": "x"}]}}}),
+    ] {
+        let response = app
+            .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+            .await;
+        assert_problem(response, 400, "validation_failed").await;
+    }
+    let agents = app.get_json("/api/v1/agents", &token).await;
+    assert_eq!(agents["data"], json!([]), "nothing was created");
+    // Line breaks and tabs are text, not control characters to refuse.
+    let body = json!({"name": "Support", "description": "line one\nline two\twith a tab", "responder": faq});
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+}
