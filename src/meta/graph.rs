@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 use super::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
 use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
 
+/// The most read of one answer from Meta. A page of 100 numbers with every field is some 60 KiB;
+/// anything near this is not Meta's answer, and is not read into memory whole.
+pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+
 /// Our Meta app, for the calls made as the app (code exchange, token inspection).
 #[derive(Clone)]
 pub struct AppCredentials {
@@ -63,21 +67,54 @@ impl GraphClient {
         format!("{}|{}", self.app.app_id, self.app.app_secret)
     }
 
-    async fn call(&self, request: RequestBuilder) -> Result<Value, MetaError> {
-        let response = request
+    /// Sends the request and reads at most [`MAX_ANSWER_BYTES`] of the answer.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Option<u64>, Vec<u8>), MetaError> {
+        let mut response = request
             .send()
             .await
             .map_err(|e| MetaError::Transport(describe(e)))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let bytes = response
-            .bytes()
+        let too_large = || {
+            MetaError::Unexpected(format!(
+                "HTTP {} with an answer larger than {MAX_ANSWER_BYTES} bytes",
+                status.as_u16()
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| MetaError::Transport(describe(e)))?;
+            .map_err(|e| MetaError::Transport(describe(e)))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((status, retry_after, bytes))
+    }
+
+    /// A call whose answer is Meta's JSON: an error envelope is the error; a success that is not
+    /// JSON (a proxy's page, say) is an error too, never a success.
+    async fn call(&self, request: RequestBuilder) -> Result<Value, MetaError> {
+        let (status, retry_after, bytes) = self.send(request).await?;
         let body: Value = match serde_json::from_slice(&bytes) {
             Ok(body) => body,
             Err(_) if status.is_success() => {
-                Value::String(String::from_utf8_lossy(&bytes).trim().to_owned())
+                return Err(MetaError::Unexpected(format!(
+                    "HTTP {} with an answer that is not JSON",
+                    status.as_u16()
+                )))
             }
             Err(_) => {
                 return Err(MetaError::Transport(format!(
@@ -98,13 +135,25 @@ impl GraphClient {
         Ok(body)
     }
 
+    /// A call Meta answers with `{"success": true}`: anything else is not a success.
     async fn expect_success(&self, request: RequestBuilder) -> Result<(), MetaError> {
         let body = self.call(request).await?;
         match body.get("success").and_then(Value::as_bool) {
+            Some(true) => Ok(()),
             Some(false) => Err(MetaError::Unexpected("Meta answered success: false".into())),
-            _ => Ok(()),
+            None => Err(MetaError::Unexpected(
+                "Meta's answer lacks the `success: true` it promises".into(),
+            )),
         }
     }
+}
+
+/// A bare token: one word of the characters Meta's tokens are made of, nothing like a page.
+fn looks_like_a_token(text: &str) -> bool {
+    (16..=4096).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '|' | '_' | '-' | '.'))
 }
 
 fn describe(err: reqwest::Error) -> String {
@@ -251,14 +300,35 @@ impl MetaApi for GraphClient {
             ("code", code),
         ];
         let url = format!("{}/oauth/access_token", self.base);
-        let body = self.call(self.http.get(url).query(&query)).await?;
-        let token = match &body {
-            Value::String(token) => Some(token.clone()),
-            other => other
-                .get("access_token")
-                .and_then(Value::as_str)
+        let (status, retry_after, bytes) = self.send(self.http.get(url).query(&query)).await?;
+        let token = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(body) => {
+                if let Some(err) = MetaError::from_envelope(status.as_u16(), &body, retry_after) {
+                    return Err(err);
+                }
+                body.get("access_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }
+            // Meta's page shows the answer as the bare token; take one only if it looks like one.
+            Err(_) if status.is_success() => std::str::from_utf8(&bytes)
+                .ok()
+                .map(str::trim)
+                .filter(|t| looks_like_a_token(t))
                 .map(str::to_owned),
+            Err(_) => {
+                return Err(MetaError::Transport(format!(
+                    "HTTP {} with a body that is not Meta's JSON",
+                    status.as_u16()
+                )))
+            }
         };
+        if !status.is_success() {
+            return Err(MetaError::Transport(format!(
+                "HTTP {} without Meta's error envelope",
+                status.as_u16()
+            )));
+        }
         token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| MetaError::Unexpected("no access_token in the code exchange".into()))

@@ -362,3 +362,80 @@ async fn a_slow_meta_trips_the_timeout_as_a_transient_error() {
     );
     assert_eq!(err.class(), ErrorClass::Transient);
 }
+
+#[tokio::test]
+async fn a_success_that_is_not_metas_answer_is_an_error() {
+    let server = MockServer::start().await;
+    // A proxy's page with 200 must not mark a number registered.
+    Mock::given(method("POST"))
+        .and(path("/v25.0/111/register"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html")
+                .set_body_string("<html><body>OK</body></html>"),
+        )
+        .mount(&server)
+        .await;
+    // JSON, but without the `success: true` Meta promises.
+    Mock::given(method("POST"))
+        .and(path("/v25.0/222/register"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/waba-1/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&server)
+        .await;
+    // An answer far larger than any of Meta's is not read whole.
+    let huge = format!(
+        "{{\"data\": [], \"pad\": \"{}\"}}",
+        "x".repeat(whatsapp_numbers::meta::graph::MAX_ANSWER_BYTES)
+    );
+    Mock::given(method("GET"))
+        .and(path("/v25.0/waba-1/phone_numbers"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(huge))
+        .mount(&server)
+        .await;
+    let graph = client(&server).await;
+
+    let html = graph
+        .register(TOKEN, &"111".into(), "123456")
+        .await
+        .unwrap_err();
+    assert!(matches!(html, MetaError::Unexpected(_)), "{html:?}");
+    let empty = graph
+        .register(TOKEN, &"222".into(), "123456")
+        .await
+        .unwrap_err();
+    assert!(empty.to_string().contains("success"), "{empty}");
+    graph.subscribe_app(TOKEN, &"waba-1".into()).await.unwrap();
+    let large = graph
+        .list_phone_numbers(TOKEN, &"waba-1".into(), None)
+        .await
+        .unwrap_err();
+    assert!(large.to_string().contains("larger than"), "{large}");
+}
+
+#[tokio::test]
+async fn the_code_exchange_takes_a_bare_token_but_not_a_page() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/oauth/access_token"))
+        .and(query_param("code", "bare"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("EAAB1234567890abcdefZZ\n"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/oauth/access_token"))
+        .and(query_param("code", "page"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>Sign in</html>"))
+        .mount(&server)
+        .await;
+    let graph = client(&server).await;
+    assert_eq!(
+        graph.exchange_code("bare").await.unwrap(),
+        "EAAB1234567890abcdefZZ"
+    );
+    assert!(graph.exchange_code("page").await.is_err());
+}

@@ -1202,3 +1202,26 @@ async fn a_signup_with_the_waba_given_needs_neither_token_inspection_nor_the_wab
         true
     );
 }
+
+#[tokio::test]
+async fn a_proxys_page_answering_register_does_not_mark_the_number_registered() {
+    let server = MockServer::start().await;
+    let (app, token, id) = app_with_number(&server, "7601", "NOT_APPLICABLE").await;
+    mount_register(
+        &server,
+        "7601",
+        ResponseTemplate::new(200).set_body_string("<html>OK</html>"),
+        None,
+    )
+    .await;
+
+    let problem = assert_problem(register(&app, &token, &id).await, 502, "meta_error").await;
+
+    assert_eq!(problem["phone_number"]["platform_type"], "NOT_APPLICABLE");
+    assert_eq!(problem["phone_number"]["registration"]["state"], "failed");
+    let ledger = app.ledger(&token, &id).await;
+    assert!(
+        !ledger.is_empty() && ledger.iter().all(|a| a["outcome"] == "failed"),
+        "{ledger:?}"
+    );
+}
