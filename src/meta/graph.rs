@@ -225,7 +225,10 @@ impl MetaApi for GraphClient {
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError> {
         let fields = super::phone_number_fields(&self.version);
-        let mut query = vec![("fields", fields.as_str())];
+        let mut query = vec![
+            ("fields", fields.as_str()),
+            ("limit", super::PHONE_NUMBERS_PAGE_SIZE),
+        ];
         if let Some(after) = after {
             query.push(("after", after));
         }

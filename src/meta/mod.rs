@@ -33,6 +33,10 @@ fn version_number(version: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Numbers asked for per page of `GET /{WABA}/phone_numbers`: the largest page Meta's spec allows
+/// (its default is 25), so a sync spends as few of the WABA's Graph calls as it can.
+pub const PHONE_NUMBERS_PAGE_SIZE: &str = "100";
+
 /// A phone number as Meta describes it. Unknown enum values are kept as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetaPhoneNumber {

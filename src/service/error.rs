@@ -86,6 +86,15 @@ impl ServiceError {
         }
     }
 
+    /// What to log: the sentence, and for internal and unavailable errors the cause callers
+    /// never see (their sentence alone says nothing an operator can act on).
+    pub fn diagnostic(&self) -> String {
+        match self.cause() {
+            Some(cause) => format!("{self} ({cause})"),
+            None => self.to_string(),
+        }
+    }
+
     /// Meta's error, for failures Meta caused.
     pub fn meta(&self) -> Option<&MetaError> {
         match self {
@@ -158,5 +167,21 @@ impl From<DbError> for ServiceError {
 impl From<MetaError> for ServiceError {
     fn from(err: MetaError) -> Self {
         ServiceError::Meta(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diagnostic_carries_the_cause_the_caller_never_sees() {
+        let err = ServiceError::Internal("database: disk I/O error".into());
+        assert_eq!(err.to_string(), "An unexpected error occurred.");
+        assert!(err.diagnostic().contains("disk I/O error"));
+        assert_eq!(
+            ServiceError::SyncInProgress.diagnostic(),
+            ServiceError::SyncInProgress.to_string()
+        );
     }
 }

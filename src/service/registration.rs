@@ -59,7 +59,7 @@ async fn run(
     if let Err(err) = &result {
         // Whatever went wrong, the failure is recorded and the number's lease released.
         if let Err(release) = fail(state, &claim, err).await {
-            tracing::error!(error = %release, "could not release the registration lease");
+            tracing::error!(error = %release.diagnostic(), "could not release the registration lease");
         }
     }
     result

@@ -188,7 +188,7 @@ pub async fn sync_account(
         })
         .await?;
     if let Err(err) = &result {
-        tracing::warn!(account = %account.id, waba = %account.waba_id, error = %err, "sync failed");
+        tracing::warn!(account = %account.id, waba = %account.waba_id, error = %err.diagnostic(), "sync failed");
     }
     result
 }
@@ -242,7 +242,7 @@ fn apply(
         }
         match known.get(&meta.id) {
             Some(row) if row.workspace_id != account.workspace_id => {
-                tracing::warn!(phone_number_id = %meta.id, "number belongs to another workspace's account; skipped");
+                tracing::warn!(meta_phone_number_id = %meta.id, "number belongs to another workspace's account; skipped");
             }
             Some(row) => {
                 let fields = meta_fields(meta, Some(row));
@@ -387,7 +387,7 @@ pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
         {
             Ok(due) => due,
             Err(err) => {
-                tracing::warn!(error = %err, "background sync could not list accounts");
+                tracing::warn!(error = %err.diagnostic(), "background sync could not list accounts");
                 continue;
             }
         };
@@ -395,7 +395,7 @@ pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
             match outcome {
                 Ok(counts) => tracing::info!(waba = %account.waba_id, ?counts, "background sync"),
                 Err(err) => {
-                    tracing::debug!(waba = %account.waba_id, error = %err, "background sync failed")
+                    tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "background sync failed")
                 }
             }
         }

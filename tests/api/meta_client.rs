@@ -35,6 +35,7 @@ async fn list_phone_numbers_asks_for_every_field_and_follows_the_after_cursor() 
     Mock::given(method("GET"))
         .and(path("/v25.0/waba-1/phone_numbers"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(query_param("limit", "100"))
         .and(query_param_is_missing("after"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [{"id": "111", "display_phone_number": "+1 555-555-0111", "verified_name": "A",
