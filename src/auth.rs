@@ -15,6 +15,12 @@ pub struct Claims {
     pub workspace_id: String,
     pub role: Role,
     pub exp: i64,
+    /// Minted when an issuer is configured; checked by the validation, not read from here.
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub iss: Option<String>,
+    /// Minted when an audience is configured; checked by the validation, not read from here.
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub aud: Option<String>,
 }
 
 /// Who is asking: the verified claims of a request's token.
@@ -30,6 +36,10 @@ pub struct Principal {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// `AUTH_JWT_ISSUER`: when set, tokens must carry it as `iss`.
+    issuer: Option<String>,
+    /// `AUTH_JWT_AUDIENCE`: when set, tokens must carry it in `aud`.
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -43,7 +53,20 @@ impl TokenKeys {
         TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
+            issuer: None,
+            audience: None,
         }
+    }
+
+    /// Requires (and mints) `iss` and `aud` when they are configured.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// Mints a token valid for `ttl`.
@@ -59,6 +82,8 @@ impl TokenKeys {
             workspace_id: workspace_id.to_owned(),
             role,
             exp: (chrono::Utc::now() + ttl).timestamp(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         // HS256 signing of a small struct cannot fail.
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
@@ -67,7 +92,19 @@ impl TokenKeys {
     /// Verifies signature, algorithm and expiry, and that the ids are usable.
     pub fn verify(&self, token: &str) -> Option<Principal> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
         validation.leeway = 30;
         let claims = decode::<Claims>(token, &self.decoding, &validation)
             .ok()?
@@ -116,6 +153,38 @@ mod tests {
         )
         .unwrap();
         assert!(keys.verify(&token).is_none());
+    }
+
+    #[test]
+    fn a_configured_issuer_and_audience_are_required() {
+        let secret = "secret-one-secret-one-secret-one";
+        let plain = TokenKeys::new(secret);
+        let strict = TokenKeys::new(secret).with_issuer_and_audience(
+            Some("https://auth.example".into()),
+            Some("dashboard".into()),
+        );
+        let unmarked = plain.mint("alice", "ws-1", Role::Editor, chrono::TimeDelta::hours(1));
+        assert!(strict.verify(&unmarked).is_none(), "no iss/aud");
+        let marked = strict.mint("alice", "ws-1", Role::Editor, chrono::TimeDelta::hours(1));
+        assert!(strict.verify(&marked).is_some());
+        assert!(
+            plain.verify(&marked).is_some(),
+            "unconfigured claims are not checked"
+        );
+        let other = TokenKeys::new(secret).with_issuer_and_audience(
+            Some("https://auth.example".into()),
+            Some("another-app".into()),
+        );
+        assert!(strict
+            .verify(&other.mint("a", "w", Role::Viewer, chrono::TimeDelta::hours(1)))
+            .is_none());
+        let other = TokenKeys::new(secret).with_issuer_and_audience(
+            Some("https://evil.example".into()),
+            Some("dashboard".into()),
+        );
+        assert!(strict
+            .verify(&other.mint("a", "w", Role::Viewer, chrono::TimeDelta::hours(1)))
+            .is_none());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Settings {
     pub bind_addr: String,
     pub data_dir: PathBuf,
     pub auth_jwt_secret: String,
+    /// When set, tokens must carry this `iss`.
+    pub auth_jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub auth_jwt_audience: Option<String>,
     /// Base64 of 32 bytes.
     pub secrets_key: String,
     pub meta_app: Option<MetaApp>,
@@ -68,6 +72,12 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// The keys that sign and check bearer tokens, with the configured issuer and audience.
+    pub fn token_keys(&self) -> crate::auth::TokenKeys {
+        crate::auth::TokenKeys::new(&self.auth_jwt_secret)
+            .with_issuer_and_audience(self.auth_jwt_issuer.clone(), self.auth_jwt_audience.clone())
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, String> {
         Self::load(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
@@ -121,6 +131,8 @@ impl Settings {
             bind_addr: var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir,
             auth_jwt_secret,
+            auth_jwt_issuer: var("AUTH_JWT_ISSUER"),
+            auth_jwt_audience: var("AUTH_JWT_AUDIENCE"),
             secrets_key,
             meta_app,
             meta_graph_url: var("META_GRAPH_URL")

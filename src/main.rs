@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use whatsapp_numbers::cli::{self, Command};
 use whatsapp_numbers::config::Settings;
 use whatsapp_numbers::startup::{init_tracing, Application};
-use whatsapp_numbers::{api, auth::TokenKeys, db};
+use whatsapp_numbers::{api, db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +29,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::OpenApi => print!("{}", api::openapi::document()),
         Command::Token(args) => {
             let settings = Settings::from_env()?;
-            let keys = TokenKeys::new(&settings.auth_jwt_secret);
+            let keys = settings.token_keys();
             println!(
                 "{}",
                 keys.mint(
@@ -70,7 +70,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 fn development_banner(settings: &Settings) -> String {
-    let keys = TokenKeys::new(&settings.auth_jwt_secret);
+    let keys = settings.token_keys();
     let token = keys.mint(
         "demo-admin",
         "demo",

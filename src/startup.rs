@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api;
-use crate::auth::{Principal, TokenKeys};
+use crate::auth::Principal;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
@@ -38,7 +38,7 @@ impl Application {
             .await
             .map_err(|e| format!("database start-up task failed: {e}"))??;
         let secrets = SecretBox::from_base64(&settings.secrets_key).map_err(|e| e.to_string())?;
-        let tokens = TokenKeys::new(&settings.auth_jwt_secret);
+        let tokens = settings.token_keys();
         let (meta, sandbox): (Arc<dyn MetaApi>, Option<Arc<Sandbox>>) = match &settings.meta_app {
             Some(app) => {
                 let credentials = AppCredentials {

@@ -108,6 +108,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         bind_addr: "127.0.0.1:0".into(),
         data_dir: std::env::temp_dir(),
         auth_jwt_secret: JWT_SECRET.into(),
+        auth_jwt_issuer: None,
+        auth_jwt_audience: None,
         secrets_key: SecretBox::generate_key(),
         meta_app: None,
         meta_graph_url: "http://127.0.0.1:9".into(),
