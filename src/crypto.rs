@@ -21,6 +21,32 @@ impl std::fmt::Debug for SecretBox {
     }
 }
 
+/// A secret as stored, sealed by a [`SecretBox`]. Its `Debug` shows nothing of it.
+#[derive(
+    Clone, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub struct Sealed(String);
+
+impl Sealed {
+    /// The stored text (`v1:` + base64), for the database only.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Sealed {
+    fn from(stored: &str) -> Self {
+        Sealed(stored.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
     #[error("SECRETS_KEY must be 32 bytes encoded as base64")]
@@ -48,7 +74,7 @@ impl SecretBox {
         STANDARD.encode(Aes256Gcm::generate_key(OsRng))
     }
 
-    pub fn encrypt(&self, plaintext: &str) -> String {
+    pub fn encrypt(&self, plaintext: &str) -> Sealed {
         let nonce = Aes256Gcm::generate_nonce(OsRng);
         // Encryption with a valid key and a 12-byte nonce cannot fail for inputs this small.
         let ciphertext = self
@@ -57,11 +83,12 @@ impl SecretBox {
             .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ciphertext);
-        format!("{PREFIX}{}", STANDARD.encode(out))
+        Sealed(format!("{PREFIX}{}", STANDARD.encode(out)))
     }
 
-    pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
+    pub fn decrypt(&self, stored: &Sealed) -> Result<String, CryptoError> {
         let body = stored
+            .0
             .strip_prefix(PREFIX)
             .ok_or(CryptoError::Undecryptable)?;
         let bytes = STANDARD
@@ -89,7 +116,8 @@ mod tests {
         let a = key.encrypt("EAAG-token");
         let b = key.encrypt("EAAG-token");
         assert_ne!(a, b, "each value gets its own nonce");
-        assert!(!a.contains("EAAG"));
+        assert!(!a.as_str().contains("EAAG"));
+        assert_eq!(format!("{a:?}"), "Sealed(..)", "Debug shows nothing of it");
         assert_eq!(key.decrypt(&a).unwrap(), "EAAG-token");
     }
 
@@ -99,11 +127,15 @@ mod tests {
         let other = SecretBox::from_base64(&SecretBox::generate_key()).unwrap();
         let sealed = key.encrypt("123456");
         assert_eq!(other.decrypt(&sealed), Err(CryptoError::Undecryptable));
-        let mut damaged = sealed.clone();
-        damaged.pop();
-        damaged.push('A');
+        let mut text = sealed.as_str().to_owned();
+        text.pop();
+        text.push('A');
+        let damaged = Sealed::from(text.as_str());
         assert!(key.decrypt(&damaged).is_err() || damaged == sealed);
-        assert_eq!(key.decrypt("plain"), Err(CryptoError::Undecryptable));
+        assert_eq!(
+            key.decrypt(&Sealed::from("plain")),
+            Err(CryptoError::Undecryptable)
+        );
     }
 
     #[test]

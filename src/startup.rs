@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
-use crate::domain::{Role, WabaId, WorkspaceId};
+use crate::domain::{Role, Secret, WabaId, WorkspaceId};
 use crate::meta::graph::{AppCredentials, GraphClient};
 use crate::meta::sandbox::Sandbox;
 use crate::meta::MetaApi;
@@ -148,7 +148,7 @@ impl Application {
             .map_err(|e| e.to_string())?;
         let credentials = Credentials::SystemUserToken {
             waba_id: WabaId::from(crate::meta::sandbox::DEMO_WABA_ID),
-            access_token: "sandbox-demo-token".into(),
+            access_token: Secret::from("sandbox-demo-token"),
         };
         crate::service::accounts::connect(&self.state, &caller, credentials)
             .await

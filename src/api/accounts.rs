@@ -13,7 +13,7 @@ use super::{ApiError, Problem};
 use crate::domain::text::{
     self, TextRule, ACCESS_TOKEN, META_PHONE_NUMBER_ID, SIGNUP_CODE, WABA_ID,
 };
-use crate::domain::{AccountId, MetaMode};
+use crate::domain::{AccountId, MetaMode, Secret};
 use crate::service::accounts::{self as service, validate_waba_id, Credentials};
 use crate::state::AppState;
 
@@ -21,12 +21,12 @@ use crate::state::AppState;
 /// `phone_number_id` from the popup's message event, when the SPA has them), or a system-user
 /// `access_token` with its `waba_id`. Other keys (the popup's `business_id`, ...) are ignored, so
 /// the SPA may forward the popup's event data as it came. A null field counts as absent.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(remote = "Self")]
 pub struct ConnectAccount {
-    code: Option<String>,
+    code: Option<Secret>,
     waba_id: Option<String>,
-    access_token: Option<String>,
+    access_token: Option<Secret>,
     /// Read only to be checked: the number itself arrives with the sync.
     phone_number_id: Option<String>,
 }
@@ -34,11 +34,11 @@ pub struct ConnectAccount {
 crate::domain::object_only!(ConnectAccount);
 
 /// A given text must keep its rule; it is used without surrounding white space.
-fn given(rule: &TextRule, value: Option<String>) -> Result<Option<String>, ApiError> {
+fn given(rule: &TextRule, value: Option<Secret>) -> Result<Option<Secret>, ApiError> {
     match value {
         Some(v) => {
-            rule.check(&v)?;
-            Ok(Some(text::trim(&v).to_owned()))
+            rule.check(v.expose())?;
+            Ok(Some(Secret::from(text::trim(v.expose()))))
         }
         None => Ok(None),
     }

@@ -49,7 +49,7 @@ pub fn list(conn: &mut DbConnection, workspace: &WorkspaceId) -> QueryResult<Vec
 pub fn replace_token(
     conn: &mut DbConnection,
     id: AccountId,
-    token_enc: &str,
+    token_enc: &crate::crypto::Sealed,
     expires_at: Option<NaiveDateTime>,
     name: Option<&str>,
     now: NaiveDateTime,

@@ -3,6 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::crypto::Sealed;
+
 use crate::domain::ids::{
     AccountId, AgentId, AttemptId, AuditEventId, MetaPhoneNumberId, PhoneNumberId, QualityEventId,
     WabaId, WorkspaceId,
@@ -32,7 +34,7 @@ pub struct AccountRow {
     pub waba_id: WabaId,
     pub name: Option<String>,
     /// The account's Meta access token, encrypted.
-    pub access_token_enc: Option<String>,
+    pub access_token_enc: Option<Sealed>,
     pub token_expires_at: Option<NaiveDateTime>,
     pub status: AccountStatus,
     pub last_synced_at: Option<NaiveDateTime>,
@@ -56,7 +58,7 @@ pub struct AgentRow {
     /// The responder's settings as JSON, without its secret.
     pub responder_config: String,
     /// The responder's secret (API key or webhook secret), encrypted.
-    pub responder_secret_enc: Option<String>,
+    pub responder_secret_enc: Option<Sealed>,
     pub outbound_number_id: Option<PhoneNumberId>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -71,7 +73,7 @@ pub struct AgentChanges {
     pub description: Option<Option<String>>,
     pub responder_kind: Option<ResponderKind>,
     pub responder_config: Option<String>,
-    pub responder_secret_enc: Option<Option<String>>,
+    pub responder_secret_enc: Option<Option<Sealed>>,
     pub outbound_number_id: Option<Option<PhoneNumberId>>,
     pub updated_at: Option<NaiveDateTime>,
 }
@@ -108,7 +110,7 @@ pub struct PhoneNumberRow {
     pub registration_last_error_code: Option<i64>,
     pub registration_last_attempt_at: Option<NaiveDateTime>,
     pub registration_lease_until: Option<NaiveDateTime>,
-    pub pin_enc: Option<String>,
+    pub pin_enc: Option<Sealed>,
     pub last_synced_at: Option<NaiveDateTime>,
     pub removed_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,

@@ -456,8 +456,8 @@ pub fn finish_registration(
 pub fn ensure_pin(
     conn: &mut DbConnection,
     id: PhoneNumberId,
-    new_pin_enc: &str,
-) -> QueryResult<String> {
+    new_pin_enc: &crate::crypto::Sealed,
+) -> QueryResult<crate::crypto::Sealed> {
     diesel::update(
         phone_numbers::table
             .filter(phone_numbers::id.eq(id))
@@ -468,7 +468,7 @@ pub fn ensure_pin(
     phone_numbers::table
         .filter(phone_numbers::id.eq(id))
         .select(phone_numbers::pin_enc)
-        .first::<Option<String>>(conn)?
+        .first::<Option<crate::crypto::Sealed>>(conn)?
         .ok_or(diesel::result::Error::NotFound)
 }
 

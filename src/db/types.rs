@@ -60,6 +60,7 @@ uuid_text!(
 );
 stored_as_str!(|text: &str| Ok(Self::from(text)) => WorkspaceId, MetaPhoneNumberId, WabaId);
 stored_as_str!(|text: &str| Ok(PlatformType::from_meta(text)) => PlatformType);
+stored_as_str!(|text: &str| Ok(Self::from(text)) => crate::crypto::Sealed);
 stored_as_str!(
     |text: &str| Self::parse(text).map_err(|e| format!("stored value: {e}")) =>
     QualityRating,
@@ -137,6 +138,7 @@ sql_text!(
     AuditAction,
     ResponderKind,
     PlatformType,
+    crate::crypto::Sealed,
 );
 
 #[cfg(test)]

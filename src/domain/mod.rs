@@ -81,6 +81,36 @@ pub enum RuleError {
     SecretRequired { field: &'static str },
 }
 
+/// A secret as a client sent it (an API key, a webhook secret, an access token, a signup code).
+/// Its `Debug` never shows it; `expose` is the one way to read it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Self {
+        Secret(text.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(text: String) -> Self {
+        Secret(text)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Folds text for case-insensitive search and comparison, the same way on every database
 /// (SQLite's `lower()` only knows ASCII, so the folded form is computed here and stored).
 pub fn search_key(text: &str) -> String {

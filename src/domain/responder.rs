@@ -9,7 +9,7 @@ use super::text::{
     self, TextRule, FAQ_ANSWER, FAQ_FALLBACK, FAQ_KEYWORD, OPENAI_API_KEY, OPENAI_BASE_URL,
     OPENAI_MODEL, OPENAI_SYSTEM_PROMPT, WEBHOOK_SECRET, WEBHOOK_URL,
 };
-use super::{ResponderKind, RuleError};
+use super::{ResponderKind, RuleError, Secret};
 
 /// Most FAQ entries one agent may have.
 pub const MAX_FAQ_ENTRIES: usize = 500;
@@ -89,8 +89,8 @@ pub struct OpenAiInput {
     pub model: String,
     /// Write-only. Required when the agent does not already have an OpenAI key; omit to keep it.
     #[serde(default)]
-    #[schema(write_only)]
-    pub api_key: Option<String>,
+    #[schema(write_only, value_type = Option<String>)]
+    pub api_key: Option<Secret>,
     #[serde(default)]
     pub system_prompt: Option<String>,
     /// Default 10.
@@ -106,8 +106,8 @@ pub struct WebhookInput {
     /// Write-only; at least 16 characters, used to sign our calls (HMAC-SHA256). Required when the
     /// agent does not already have a webhook secret; omit to keep it.
     #[serde(default)]
-    #[schema(write_only)]
-    pub secret: Option<String>,
+    #[schema(write_only, value_type = Option<String>)]
+    pub secret: Option<Secret>,
 }
 
 /// How an agent answers, as written by the client.
@@ -132,7 +132,7 @@ super::serialize_as_derived!(FaqEntry, FaqSettings);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretChange {
     Keep,
-    Set(String),
+    Set(Secret),
     Clear,
 }
 
@@ -228,12 +228,12 @@ fn http_url(rule: &TextRule, value: &str) -> Result<String, RuleError> {
 /// A secret is taken exactly as given (no trimming): it must match what the other side holds.
 fn new_secret(
     rule: &TextRule,
-    value: Option<String>,
+    value: Option<Secret>,
     had_one: bool,
 ) -> Result<SecretChange, RuleError> {
     match value {
         Some(secret) => {
-            rule.check(&secret)?;
+            rule.check(secret.expose())?;
             Ok(SecretChange::Set(secret))
         }
         None if had_one => Ok(SecretChange::Keep),
@@ -385,6 +385,19 @@ mod tests {
             },
         };
         assert!(empty.validate(None).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let input = openai(Some("sk-live-debug-1234"));
+        assert!(!format!("{input:?}").contains("sk-live-debug-1234"));
+        let valid = input.validate(None).unwrap();
+        assert!(!format!("{valid:?}").contains("sk-live-debug-1234"));
+        let hook = WebhookInput {
+            url: "https://x.example/hook".into(),
+            secret: Some("whsec-0123456789abcdef".into()),
+        };
+        assert!(!format!("{hook:?}").contains("whsec"));
     }
 
     #[test]

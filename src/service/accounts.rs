@@ -6,7 +6,7 @@ use super::ServiceError;
 use crate::auth::Principal;
 use crate::db::models::AccountRow;
 use crate::db::{self, accounts, write_tx};
-use crate::domain::{AccountId, AccountStatus, RuleError, WabaId, WorkspaceId};
+use crate::domain::{AccountId, AccountStatus, RuleError, Secret, WabaId, WorkspaceId};
 use crate::meta::codes::{AUTH_CODE_EXPIRED, AUTH_CODE_USED, INVALID_PARAMETER};
 use crate::meta::{MetaError, TokenInfo};
 use crate::state::AppState;
@@ -16,13 +16,13 @@ use crate::state::AppState;
 pub enum Credentials {
     /// Embedded Signup finished in the browser: exchange the code (30-second TTL) for a business token.
     SignupCode {
-        code: String,
+        code: Secret,
         waba_id: Option<WabaId>,
     },
     /// A system-user access token for the WABA.
     SystemUserToken {
         waba_id: WabaId,
-        access_token: String,
+        access_token: Secret,
     },
 }
 
@@ -105,7 +105,7 @@ pub async fn connect(
         Credentials::SignupCode { code, waba_id } => {
             let token = state
                 .meta
-                .exchange_code(&code)
+                .exchange_code(code.expose())
                 .await
                 .map_err(exchange_error)?;
             // Needed to find the WABA when the SPA did not pass it; otherwise only for the expiry.
@@ -134,7 +134,7 @@ pub async fn connect(
         Credentials::SystemUserToken {
             waba_id,
             access_token,
-        } => (access_token, waba_id, None),
+        } => (access_token.expose().to_owned(), waba_id, None),
     };
     // The name is for display only: a failure to read it does not stop the connection (the
     // subscription and the sync below prove the token).
@@ -262,4 +262,23 @@ pub async fn sync_one(
     let account = get(state, workspace, id).await?;
     let counts = sync_account(state, &account.row).await?;
     Ok((get(state, workspace, id).await?, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_shows_no_token_or_code() {
+        let token = Credentials::SystemUserToken {
+            waba_id: WabaId::from("1"),
+            access_token: Secret::from("EAAB-very-secret"),
+        };
+        let code = Credentials::SignupCode {
+            code: Secret::from("AQ-signup-code"),
+            waba_id: None,
+        };
+        assert!(!format!("{token:?}{code:?}").contains("secret"));
+        assert!(!format!("{code:?}").contains("AQ-signup"));
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::{audit_row, AuditDetail, NumberRef, ServiceError};
 use crate::auth::Principal;
-use crate::crypto::SecretBox;
+use crate::crypto::{Sealed, SecretBox};
 use crate::db::models::{AgentChanges, AgentRow};
 use crate::db::{
     self, agents, audit, is_unique_violation, phone_numbers as numbers, write_tx, Db, DbConnection,
@@ -122,10 +122,10 @@ pub async fn get(
     db.run(move |conn| load(conn, &workspace, id)).await
 }
 
-fn seal(secrets: &SecretBox, change: &SecretChange) -> Option<Option<String>> {
+fn seal(secrets: &SecretBox, change: &SecretChange) -> Option<Option<Sealed>> {
     match change {
         SecretChange::Keep => None,
-        SecretChange::Set(secret) => Some(Some(secrets.encrypt(secret))),
+        SecretChange::Set(secret) => Some(Some(secrets.encrypt(secret.expose()))),
         SecretChange::Clear => Some(None),
     }
 }

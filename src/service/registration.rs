@@ -8,6 +8,7 @@ use super::phone_numbers::{calls_in_window, load, NumberRecord};
 use super::sync::{apply_to_row, meta_fields};
 use super::ServiceError;
 use crate::auth::Principal;
+use crate::crypto::Sealed;
 use crate::db::models::{AccountRow, MetaFields, RegistrationAttemptRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx};
 use crate::domain::phone_number::THROUGHPUT_NOT_APPLICABLE;
@@ -31,7 +32,7 @@ pub fn new_pin() -> String {
 struct Claim {
     number: NumberRecord,
     account: AccountRow,
-    pin_enc: String,
+    pin_enc: Sealed,
     /// Calls this click may make (the policy's per-click cap, within what the window has left).
     calls: usize,
 }
@@ -73,7 +74,7 @@ async fn register_claimed(
     let token = match claim
         .account
         .access_token_enc
-        .as_deref()
+        .as_ref()
         .map(|t| state.secrets.decrypt(t))
     {
         Some(Ok(token)) => token,

@@ -199,7 +199,7 @@ async fn fetch_and_apply(
 ) -> Result<SyncCounts, ServiceError> {
     let token_enc = account
         .access_token_enc
-        .as_deref()
+        .as_ref()
         .ok_or(ServiceError::AccountNeedsReconnect)?;
     let token = state
         .secrets

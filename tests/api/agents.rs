@@ -126,7 +126,7 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
     let sealed = sealed.expect("secret stored");
     assert!(!sealed.contains("sk-live-SECRET-42"));
     assert_eq!(
-        app.state.secrets.decrypt(&sealed).unwrap(),
+        app.state.secrets.decrypt(&sealed.as_str().into()).unwrap(),
         "sk-live-SECRET-42"
     );
 
@@ -143,7 +143,10 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
     assert_eq!(response.status(), 200);
     let (_, kept) = raw_agent_columns(&app, id).await;
     assert_eq!(
-        app.state.secrets.decrypt(&kept.unwrap()).unwrap(),
+        app.state
+            .secrets
+            .decrypt(&kept.unwrap().as_str().into())
+            .unwrap(),
         "sk-live-SECRET-42"
     );
 
