@@ -41,6 +41,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// Arbitrary but fixed key for `pg_advisory_lock`, so replicas starting together migrate one at a time.
 const MIGRATION_LOCK_KEY: i64 = 0x5741_4e55_4d42_4552; // "WANUMBER"
 
+/// How long a statement waits for another connection's lock before it fails as busy.
+pub const LOCK_WAIT_MS: u64 = 10_000;
+
 /// Which database a `DATABASE_URL` names, decided by its scheme alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {
@@ -84,19 +87,24 @@ impl DbUrl {
     /// tries each backend in turn and hides the real cause behind "Invalid connection url").
     pub fn connect(&self) -> Result<DbConnection, ConnectionError> {
         match self {
-            DbUrl::Postgres(url) => Ok(DbConnection::Postgresql(diesel::PgConnection::establish(
-                url,
-            )?)),
+            DbUrl::Postgres(url) => {
+                let mut conn = diesel::PgConnection::establish(url)?;
+                // A statement waits for a lock as long as SQLite's busy_timeout, then fails
+                // (503, retry) rather than holding a request and a pooled connection forever.
+                conn.batch_execute(&format!("SET lock_timeout = '{LOCK_WAIT_MS}ms'"))
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Postgresql(conn))
+            }
             DbUrl::Sqlite(path) => {
                 // Switching a new file to WAL can fail with "database is locked" without waiting
                 // on busy_timeout while another connection does the same: set up one at a time.
                 let _guard = sqlite_lock();
                 let mut conn = diesel::SqliteConnection::establish(path)?;
-                conn.batch_execute(
+                conn.batch_execute(&format!(
                     // busy_timeout first: switching to WAL takes a lock another connection may hold.
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
+                    "PRAGMA busy_timeout = {LOCK_WAIT_MS}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                ))
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -233,6 +241,9 @@ fn run_migrations(url: &DbUrl) -> Result<(), String> {
     };
     match &mut conn {
         DbConnection::Postgresql(c) => {
+            // Replicas wait for each other's migrations however long they take.
+            c.batch_execute("SET lock_timeout = 0")
+                .map_err(|e| format!("cannot set up the migration connection: {e}"))?;
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                 .map_err(|e| format!("cannot take the migration lock: {e}"))?;
             let result = migrate(&mut conn);
@@ -281,6 +292,19 @@ where
             Err(err)
         }
     }
+}
+
+/// True when the database could not take the statement in time because another holds its lock:
+/// SQLite busy (or locked) past `busy_timeout`, PostgreSQL's lock timeout. Trying again helps.
+pub fn is_busy(err: &diesel::result::Error) -> bool {
+    let diesel::result::Error::DatabaseError(_, info) = err else {
+        return false;
+    };
+    let message = info.message();
+    message.contains("database is locked")
+        || message.contains("database table is locked")
+        || message.contains("database is busy")
+        || message.contains("lock timeout")
 }
 
 /// True when `err` is a unique-constraint violation, on either backend.

@@ -6,6 +6,9 @@ use crate::db::DbError;
 use crate::domain::{PlatformType, RuleError};
 use crate::meta::MetaError;
 
+/// How soon to try again after the database could not serve (its lock or its pool was busy).
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 2;
+
 /// Every way a use case can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -108,9 +111,9 @@ impl ServiceError {
     /// Whether trying again (now or after a wait) can succeed, for errors where the API says.
     pub fn retryable(&self) -> Option<bool> {
         match self {
-            ServiceError::RegistrationLimitReached { .. } | ServiceError::SyncInProgress => {
-                Some(true)
-            }
+            ServiceError::RegistrationLimitReached { .. }
+            | ServiceError::SyncInProgress
+            | ServiceError::Unavailable(_) => Some(true),
             ServiceError::Meta(e) => Some(e.retryable()),
             ServiceError::SignupCodeInvalid(_) | ServiceError::MetaPermissionMissing(_) => {
                 Some(false)
@@ -127,6 +130,7 @@ impl ServiceError {
                 ..
             } => Some(*retry_after_seconds),
             ServiceError::Meta(e) => e.retry_after_seconds(),
+            ServiceError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
             _ => None,
         }
     }
@@ -151,7 +155,11 @@ impl From<RuleError> for ServiceError {
 
 impl From<diesel::result::Error> for ServiceError {
     fn from(err: diesel::result::Error) -> Self {
-        ServiceError::Internal(format!("database: {err}"))
+        if crate::db::is_busy(&err) {
+            ServiceError::Unavailable(format!("database busy: {err}"))
+        } else {
+            ServiceError::Internal(format!("database: {err}"))
+        }
     }
 }
 

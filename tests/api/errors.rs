@@ -180,3 +180,38 @@ async fn control_characters_are_400_on_every_database_and_change_nothing() {
         .await;
     assert_eq!(response.status(), 201);
 }
+
+#[tokio::test]
+async fn a_database_busy_past_its_lock_wait_is_503_with_retry_after_and_changes_nothing() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    app.get_json("/api/v1/agents", &token).await; // the workspace exists before the lock
+                                                  // Another writer holds the lock longer than the server waits for it.
+    let mut holder = app.raw_connection();
+    let lock = if app.sqlite_file().is_some() {
+        "BEGIN EXCLUSIVE"
+    } else {
+        "BEGIN; LOCK TABLE agents IN ACCESS EXCLUSIVE MODE"
+    };
+    holder.batch_execute(lock).unwrap();
+    let body = json!({"name": "Waits", "responder": {"kind": "faq", "faq": {"entries": [], "fallback": "Hi"}}});
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await;
+    holder.batch_execute("ROLLBACK").unwrap();
+
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let problem = assert_problem(response, 503, "service_unavailable").await;
+    assert_eq!(retry_after.as_deref(), Some("2"));
+    assert_eq!(problem["retryable"], true);
+    assert!(
+        !problem.to_string().contains("locked"),
+        "the cause stays in the log: {problem}"
+    );
+    let agents = app.get_json("/api/v1/agents", &token).await;
+    assert_eq!(agents["data"], json!([]));
+}

@@ -137,6 +137,30 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// The SQLite file under test, or `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self._database {
+            TestDatabase::Sqlite(dir) => Some(dir.join("test.db")),
+            TestDatabase::Postgres { .. } => None,
+        }
+    }
+
+    /// A connection of the test's own to its database, outside the server's pool.
+    pub fn raw_connection(&self) -> db::DbConnection {
+        let url = match &self._database {
+            TestDatabase::Sqlite(dir) => {
+                DbUrl::Sqlite(dir.join("test.db").to_string_lossy().into_owned())
+            }
+            TestDatabase::Postgres { admin_url, name } => {
+                let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+                DbUrl::Postgres(format!("{base}/{name}"))
+            }
+        };
+        url.connect().expect("a connection of the test's own")
+    }
+}
+
 /// A number as Meta would describe it, for arranging tests.
 pub struct NumberSeed<'a> {
     pub display: &'a str,
