@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use crate::crypto::Sealed;
 
 use crate::domain::ids::{
-    AccountId, AgentId, AttemptId, AuditEventId, MetaPhoneNumberId, PhoneNumberId, QualityEventId,
-    WabaId, WorkspaceId,
+    AccountId, AgentId, AttemptId, AuditEventId, LeaseOwner, MetaPhoneNumberId, PhoneNumberId,
+    QualityEventId, WabaId, WorkspaceId,
 };
 use crate::domain::vocabulary::{
     AccountStatus, AttemptOutcome, AuditAction, PlatformType, QualityEventSource, QualityRating,
@@ -41,6 +41,8 @@ pub struct AccountRow {
     pub last_sync_error: Option<String>,
     /// Set while a sync runs, so replicas and overlapping requests do not sync the same account at once.
     pub sync_lease_until: Option<NaiveDateTime>,
+    /// Who holds the sync lease: only that sync renews or releases it.
+    pub sync_lease_owner: Option<LeaseOwner>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -110,6 +112,8 @@ pub struct PhoneNumberRow {
     pub registration_last_error_code: Option<i64>,
     pub registration_last_attempt_at: Option<NaiveDateTime>,
     pub registration_lease_until: Option<NaiveDateTime>,
+    /// Who holds the lease: only that attempt renews or releases it.
+    pub registration_lease_owner: Option<LeaseOwner>,
     pub pin_enc: Option<Sealed>,
     pub last_synced_at: Option<NaiveDateTime>,
     pub removed_at: Option<NaiveDateTime>,

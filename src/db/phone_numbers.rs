@@ -9,7 +9,7 @@ use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
 use crate::domain::phone_number::{PhoneNumberFilter, THROUGHPUT_NOT_APPLICABLE};
 use crate::domain::{
-    AccountId, AgentId, MetaPhoneNumberId, NumberSort, PhoneNumberId, PlatformType,
+    AccountId, AgentId, LeaseOwner, MetaPhoneNumberId, NumberSort, PhoneNumberId, PlatformType,
     RegistrationState, WorkspaceId,
 };
 
@@ -406,12 +406,14 @@ pub fn mark_removed(
         .execute(conn)
 }
 
-/// Takes the number's registration lease unless an attempt holds it; true when taken.
-/// A single conditional UPDATE, so two processes cannot both take it.
+/// Takes the number's registration lease for `owner` unless a live lease is held; true when
+/// taken. A single conditional UPDATE: it also takes the row's lock for the rest of the
+/// transaction, so what the caller counts after it cannot change under it.
 pub fn claim_registration(
     conn: &mut DbConnection,
     workspace: &WorkspaceId,
     id: PhoneNumberId,
+    owner: LeaseOwner,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
@@ -427,29 +429,59 @@ pub fn claim_registration(
     )
     .set((
         phone_numbers::registration_lease_until.eq(until),
+        phone_numbers::registration_lease_owner.eq(owner),
         phone_numbers::registration_last_attempt_at.eq(now),
     ))
     .execute(conn)?;
     Ok(taken == 1)
 }
 
-/// Ends an attempt: records its outcome and releases the lease.
+/// Extends `owner`'s lease to `until` if `owner` still holds a live one; true when it does.
+pub fn renew_registration(
+    conn: &mut DbConnection,
+    id: PhoneNumberId,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let renewed = diesel::update(
+        phone_numbers::table
+            .filter(phone_numbers::id.eq(id))
+            .filter(phone_numbers::registration_lease_owner.eq(owner))
+            .filter(phone_numbers::registration_lease_until.ge(now)),
+    )
+    .set((
+        phone_numbers::registration_lease_until.eq(until),
+        phone_numbers::registration_last_attempt_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(renewed == 1)
+}
+
+/// Ends `owner`'s attempt: records its outcome and releases the lease. Does nothing (0 rows) when
+/// the lease is no longer `owner`'s: another attempt's state is not ours to write.
 pub fn finish_registration(
     conn: &mut DbConnection,
     id: PhoneNumberId,
+    owner: LeaseOwner,
     state: RegistrationState,
     last_error: Option<(&str, Option<i64>)>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq(id)))
-        .set((
-            phone_numbers::registration_state.eq(state),
-            phone_numbers::registration_last_error.eq(last_error.map(|(text, _)| text)),
-            phone_numbers::registration_last_error_code.eq(last_error.and_then(|(_, code)| code)),
-            phone_numbers::registration_lease_until.eq(None::<NaiveDateTime>),
-            phone_numbers::updated_at.eq(now),
-        ))
-        .execute(conn)
+    diesel::update(
+        phone_numbers::table
+            .filter(phone_numbers::id.eq(id))
+            .filter(phone_numbers::registration_lease_owner.eq(owner)),
+    )
+    .set((
+        phone_numbers::registration_state.eq(state),
+        phone_numbers::registration_last_error.eq(last_error.map(|(text, _)| text)),
+        phone_numbers::registration_last_error_code.eq(last_error.and_then(|(_, code)| code)),
+        phone_numbers::registration_lease_until.eq(None::<NaiveDateTime>),
+        phone_numbers::registration_lease_owner.eq(None::<LeaseOwner>),
+        phone_numbers::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
 /// Stores the number's PIN unless it already has one; returns the stored (encrypted) PIN.

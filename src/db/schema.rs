@@ -20,6 +20,7 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamp>,
         last_sync_error -> Nullable<Text>,
         sync_lease_until -> Nullable<Timestamp>,
+        sync_lease_owner -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -67,6 +68,7 @@ diesel::table! {
         registration_last_error_code -> Nullable<BigInt>,
         registration_last_attempt_at -> Nullable<Timestamp>,
         registration_lease_until -> Nullable<Timestamp>,
+        registration_lease_owner -> Nullable<Text>,
         pin_enc -> Nullable<Text>,
         last_synced_at -> Nullable<Timestamp>,
         removed_at -> Nullable<Timestamp>,

@@ -56,7 +56,8 @@ uuid_text!(
     AccountId,
     AttemptId,
     QualityEventId,
-    AuditEventId
+    AuditEventId,
+    LeaseOwner
 );
 stored_as_str!(|text: &str| Ok(Self::from(text)) => WorkspaceId, MetaPhoneNumberId, WabaId);
 stored_as_str!(|text: &str| Ok(PlatformType::from_meta(text)) => PlatformType);
@@ -127,6 +128,7 @@ sql_text!(
     AttemptId,
     QualityEventId,
     AuditEventId,
+    LeaseOwner,
     WorkspaceId,
     MetaPhoneNumberId,
     WabaId,

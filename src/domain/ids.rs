@@ -143,6 +143,8 @@ uuid_ids! {
     QualityEventId;
     /// Our id of one audit-trail entry (UUID).
     AuditEventId;
+    /// Who holds a lease (one click of Register, one sync): only its holder renews or releases it.
+    LeaseOwner;
 }
 
 text_ids! {

@@ -11,8 +11,16 @@ pub const WINDOW: TimeDelta = TimeDelta::hours(72);
 pub const MAX_ATTEMPTS_IN_WINDOW: usize = 10;
 /// Calls to Meta one click may make: the first, plus retries after transient errors.
 pub const CALLS_PER_CLICK: usize = 3;
-/// How long an attempt holds its number; longer than the calls and waits of one click.
-pub const LEASE: TimeDelta = TimeDelta::minutes(3);
+/// Slack on top of what one call and the wait before it may take: the database work around a call.
+const LEASE_MARGIN: TimeDelta = TimeDelta::seconds(30);
+
+/// How long a click holds its number between two renewals. The holder renews before every call to
+/// Meta, so the lease must outlast one call (`meta_timeout`) plus the longest wait before one;
+/// derived from the settings, so no setting can make a lease lapse in flight.
+pub fn lease(meta_timeout: Duration, retry_base_ms: u64) -> TimeDelta {
+    let longest_wait = backoff(retry_base_ms, CALLS_PER_CLICK.saturating_sub(1));
+    TimeDelta::from_std(meta_timeout + longest_wait).unwrap_or(TimeDelta::hours(1)) + LEASE_MARGIN
+}
 
 /// The wait before retry number `retry` (1 for the first retry): `base`, doubled each time.
 pub fn backoff(base_ms: u64, retry: usize) -> Duration {
@@ -139,6 +147,15 @@ mod tests {
         assert!(usage.blocked_by_meta);
         assert_eq!(usage.calls_left, 0);
         assert_eq!(usage.blocked_until, Some(blocked.at + WINDOW));
+    }
+
+    #[test]
+    fn a_lease_outlasts_a_call_and_the_longest_wait_before_one() {
+        let lease = lease(Duration::from_secs(45), 2000);
+        assert_eq!(lease, TimeDelta::seconds(45 + 4 + 30));
+        // A 45 s timeout outlived the old fixed 3 minutes over a whole click; renewed before
+        // each call, the lease only has to cover one.
+        assert!(lease > TimeDelta::seconds(45 + 4));
     }
 
     #[test]

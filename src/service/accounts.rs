@@ -188,6 +188,7 @@ pub async fn connect(
                             last_synced_at: None,
                             last_sync_error: None,
                             sync_lease_until: None,
+                            sync_lease_owner: None,
                             created_at: now,
                             updated_at: now,
                         };

@@ -3,6 +3,8 @@
 
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::OsRng;
+use chrono::TimeDelta;
+use std::time::Duration;
 
 use super::phone_numbers::{calls_in_window, load, NumberRecord};
 use super::sync::{apply_to_row, meta_fields};
@@ -12,9 +14,10 @@ use crate::crypto::Sealed;
 use crate::db::models::{AccountRow, MetaFields, RegistrationAttemptRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx};
 use crate::domain::phone_number::THROUGHPUT_NOT_APPLICABLE;
-use crate::domain::registration::{backoff, WindowUse, LEASE};
+use crate::domain::registration::{backoff, lease, WindowUse};
 use crate::domain::{
-    AttemptId, AttemptOutcome, PhoneNumberId, PlatformType, QualityEventSource, RegistrationState,
+    AttemptId, AttemptOutcome, LeaseOwner, PhoneNumberId, PlatformType, QualityEventSource,
+    RegistrationState,
 };
 use crate::meta::{ErrorClass, MetaError};
 use crate::state::AppState;
@@ -33,6 +36,10 @@ struct Claim {
     number: NumberRecord,
     account: AccountRow,
     pin_enc: Sealed,
+    /// This click: the owner of the number's lease while it runs.
+    owner: LeaseOwner,
+    /// How long the lease lasts between renewals (derived from the settings).
+    lease: TimeDelta,
     /// Calls this click may make (the policy's per-click cap, within what the window has left).
     calls: usize,
 }
@@ -91,8 +98,9 @@ async fn register_claimed(
         if call > 0 {
             tokio::time::sleep(backoff(state.settings.register_retry_base_ms, call)).await;
         }
-        // Into the ledger before the call: should the process die during it, the call still counts.
-        let attempt_id = start_attempt(state, caller, claim).await?;
+        // Still ours, still within Meta's window, and into the ledger before the call: should
+        // the process die during it, the call still counts.
+        let attempt_id = before_call(state, caller, claim).await?;
         outcome = state.meta.register(&token, &meta_id, &pin).await;
         finish_attempt(state, attempt_id, outcome.as_ref().err()).await?;
         match &outcome {
@@ -108,6 +116,7 @@ async fn register_claimed(
                 tracing::warn!(meta_phone_number_id = %meta_id, error = %err, "registered, but re-reading the number failed");
             }
             let (claim_number, account_id) = (claim.number.row.clone(), claim.account.id);
+            let owner = claim.owner;
             let ws = caller.workspace_id.clone();
             state
                 .db
@@ -128,7 +137,9 @@ async fn register_claimed(
                         let source = QualityEventSource::Registration;
                         apply_to_row(conn, &current, account_id, &fields, source, now)?;
                         let registered = RegistrationState::Registered;
-                        numbers::finish_registration(conn, current.id, registered, None, now)?;
+                        numbers::finish_registration(
+                            conn, current.id, owner, registered, None, now,
+                        )?;
                         load(conn, &ws, current.id)
                     })
                 })
@@ -159,7 +170,8 @@ async fn register_claimed(
     }
 }
 
-/// Checks the rules, counts the ledger and takes the number's lease, in one transaction.
+/// Checks the rules, takes the number's lease, then counts the ledger, in one transaction. The
+/// lease is taken first: its UPDATE locks the row, so the count cannot change under the claim.
 async fn claim(
     state: &AppState,
     caller: &Principal,
@@ -167,6 +179,11 @@ async fn claim(
 ) -> Result<Claim, ServiceError> {
     let ws = caller.workspace_id.clone();
     let fresh_pin = state.secrets.encrypt(&new_pin());
+    let owner = LeaseOwner::random();
+    let lease = lease(
+        Duration::from_secs(state.settings.meta_timeout_seconds),
+        state.settings.register_retry_base_ms,
+    );
     state
         .db
         .run(move |conn| {
@@ -184,20 +201,10 @@ async fn claim(
                         coexistence: facts.is_on_biz_app,
                     });
                 }
-                let calls = calls_in_window(conn, &[id], now)?
-                    .remove(&id)
-                    .unwrap_or_default();
-                let window = WindowUse::of(&calls, now);
-                if let Some(until) = window.blocked_until {
-                    return Err(ServiceError::RegistrationLimitReached {
-                        until,
-                        by_meta: window.blocked_by_meta,
-                        retry_after_seconds: (until - now).num_seconds().max(1).unsigned_abs(),
-                    });
-                }
-                if !numbers::claim_registration(conn, &ws, id, now, now + LEASE)? {
+                if !numbers::claim_registration(conn, &ws, id, owner, now, now + lease)? {
                     return Err(ServiceError::RegistrationInProgress { display });
                 }
+                let window = window_now(conn, id, now)?;
                 let account = accounts::get(conn, &ws, number.row.whatsapp_account_id)?
                     .ok_or_else(|| ServiceError::Internal("number without account".into()))?;
                 let pin_enc = numbers::ensure_pin(conn, id, &fresh_pin)?;
@@ -206,22 +213,48 @@ async fn claim(
                     number,
                     account,
                     pin_enc,
+                    owner,
+                    lease,
                 })
             })
         })
         .await
 }
 
-/// Records a register call about to be made (`outcome: pending`); returns its id.
-async fn start_attempt(
+/// The number's use of Meta's window now; refused when it is used up.
+fn window_now(
+    conn: &mut db::DbConnection,
+    id: PhoneNumberId,
+    now: chrono::NaiveDateTime,
+) -> Result<WindowUse, ServiceError> {
+    let calls = calls_in_window(conn, &[id], now)?
+        .remove(&id)
+        .unwrap_or_default();
+    let window = WindowUse::of(&calls, now);
+    match window.blocked_until {
+        Some(until) => Err(ServiceError::RegistrationLimitReached {
+            until,
+            by_meta: window.blocked_by_meta,
+            retry_after_seconds: (until - now).num_seconds().max(1).unsigned_abs(),
+        }),
+        None => Ok(window),
+    }
+}
+
+/// Before each call to Meta, in one transaction: renews the lease if this click still holds it,
+/// counts the window again, and writes the call into the ledger (`pending`). A click whose lease
+/// lapsed and was taken makes no further call; neither does one the window no longer allows.
+async fn before_call(
     state: &AppState,
     caller: &Principal,
     claim: &Claim,
 ) -> Result<AttemptId, ServiceError> {
+    let (id, owner, lease) = (claim.number.row.id, claim.owner, claim.lease);
+    let display = claim.number.row.display_phone_number.clone();
     let row = RegistrationAttemptRow {
         id: AttemptId::random(),
         workspace_id: caller.workspace_id.clone(),
-        number_id: claim.number.row.id,
+        number_id: id,
         actor: caller.subject.clone(),
         outcome: AttemptOutcome::Pending,
         meta_code: None,
@@ -230,12 +263,24 @@ async fn start_attempt(
         fbtrace_id: None,
         created_at: db::now(),
     };
-    let id = row.id;
     state
         .db
-        .run(move |conn| registration::insert_attempt(conn, &row).map_err(ServiceError::from))
-        .await?;
-    Ok(id)
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let now = db::now();
+                if !numbers::renew_registration(conn, id, owner, now, now + lease)? {
+                    return Err(ServiceError::RegistrationInProgress { display });
+                }
+                window_now(conn, id, now)?;
+                let row = RegistrationAttemptRow {
+                    created_at: now,
+                    ..row
+                };
+                registration::insert_attempt(conn, &row)?;
+                Ok(row.id)
+            })
+        })
+        .await
 }
 
 /// Records how the call ended.
@@ -270,15 +315,16 @@ async fn finish_attempt(
     Ok(())
 }
 
-/// Records the failure on the number and releases its lease.
+/// Records the failure on the number and releases its lease, if this click still holds it.
 async fn fail(state: &AppState, claim: &Claim, err: &ServiceError) -> Result<(), ServiceError> {
-    let (id, error) = (claim.number.row.id, err.to_string());
+    let (id, owner, error) = (claim.number.row.id, claim.owner, err.to_string());
     let code = err.meta().and_then(MetaError::code);
     state
         .db
         .run(move |conn| {
             let failed = RegistrationState::Failed;
-            numbers::finish_registration(conn, id, failed, Some((&error, code)), db::now())
+            let error = Some((error.as_str(), code));
+            numbers::finish_registration(conn, id, owner, failed, error, db::now())
                 .map_err(ServiceError::from)
         })
         .await?;

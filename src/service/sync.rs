@@ -305,6 +305,7 @@ fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> 
         registration_last_error_code: None,
         registration_last_attempt_at: None,
         registration_lease_until: None,
+        registration_lease_owner: None,
         pin_enc: None,
         last_synced_at: Some(now),
         removed_at: None,

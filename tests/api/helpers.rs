@@ -293,6 +293,7 @@ impl TestApp {
             last_synced_at: Some(now),
             last_sync_error: None,
             sync_lease_until: None,
+            sync_lease_owner: None,
             created_at: now,
             updated_at: now,
         };
@@ -332,6 +333,7 @@ impl TestApp {
             registration_last_error_code: None,
             registration_last_attempt_at: None,
             registration_lease_until: None,
+            registration_lease_owner: None,
             pin_enc: None,
             last_synced_at: Some(now),
             removed_at: seed.removed.then_some(now),

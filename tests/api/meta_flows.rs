@@ -1225,3 +1225,93 @@ async fn a_proxys_page_answering_register_does_not_mark_the_number_registered() 
         "{ledger:?}"
     );
 }
+
+#[tokio::test]
+async fn a_click_whose_lease_lapsed_and_was_taken_makes_no_further_call_and_frees_nothing() {
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    // Retries wait 1.5 s: the window in which the first click's lease is made to lapse.
+    let app = crate::helpers::spawn_app_with(move |settings| {
+        settings.meta_app = Some(whatsapp_numbers::config::MetaApp {
+            app_id: META_APP_ID.into(),
+            app_secret: META_APP_SECRET.into(),
+            es_config_id: None,
+            webhook_verify_token: None,
+        });
+        settings.meta_graph_url = uri;
+        settings.register_retry_base_ms = 1500;
+    })
+    .await;
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(
+        &server,
+        WABA,
+        vec![vec![node(
+            "7801",
+            "+1 555-000-7801",
+            "NOT_APPLICABLE",
+            "GREEN",
+        )]],
+    )
+    .await;
+    let token = app.editor("ws");
+    let body = json!({"waba_id": WABA, "access_token": TOKEN});
+    assert_eq!(connect(&app, &token, body).await.status(), 201);
+    let id = number_id(&app, &token, "7801").await;
+    mount_register(
+        &server,
+        "7801",
+        meta_error(
+            503,
+            133004,
+            "(#133004) Server temporarily unavailable",
+            true,
+        ),
+        Some(1),
+    )
+    .await;
+    mount_register(&server, "7801", ok(), None).await;
+    mount_reread(&server, "7801", "+1 555-000-7801").await;
+
+    // Click A: its first call fails transiently, then it waits before retrying.
+    let first = {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/api/v1/phone-numbers/{id}/register", app.address),
+            token.clone(),
+        );
+        tokio::spawn(async move { client.post(url).bearer_auth(token).send().await.unwrap() })
+    };
+    for _ in 0..250 {
+        if !register_calls(&server, "7801").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(register_calls(&server, "7801").await.len(), 1);
+    // A's lease lapses while it waits (as when a call outlives it), and click B takes the number.
+    {
+        use diesel::connection::SimpleConnection;
+        app.raw_connection()
+            .batch_execute(&format!(
+                "UPDATE phone_numbers SET registration_lease_until = '2000-01-01 00:00:00' WHERE id = '{id}'"
+            ))
+            .unwrap();
+    }
+    let second = register(&app, &token, &id).await;
+    assert_eq!(second.status(), 200, "B registers the number");
+
+    // A wakes up: its lease is gone, so it calls Meta no more and writes nothing over B's result.
+    let first = first.await.unwrap();
+    assert_problem(first, 409, "registration_in_progress").await;
+    assert_eq!(
+        register_calls(&server, "7801").await.len(),
+        2,
+        "A's one call and B's one call: A made no second call"
+    );
+    let number = app
+        .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
+        .await;
+    assert_eq!(number["registration"]["state"], "registered");
+    assert_eq!(app.ledger(&token, &id).await.len(), 2);
+}

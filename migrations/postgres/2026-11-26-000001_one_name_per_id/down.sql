@@ -1,3 +1,5 @@
+ALTER TABLE whatsapp_accounts DROP COLUMN sync_lease_owner;
+ALTER TABLE phone_numbers DROP COLUMN registration_lease_owner;
 ALTER TABLE phone_numbers DROP COLUMN registration_last_error_code;
 DROP INDEX phone_numbers_by_quality;
 DROP INDEX phone_numbers_by_meta_id;

@@ -18,3 +18,7 @@ CREATE INDEX phone_numbers_by_quality ON phone_numbers (workspace_id, quality_ra
 
 -- Meta's code of the last failed register call, for the Actions column (retry or not).
 ALTER TABLE phone_numbers ADD COLUMN registration_last_error_code BIGINT;
+
+-- Leases have owners: only the attempt (or sync) that took one renews or releases it.
+ALTER TABLE phone_numbers ADD COLUMN registration_lease_owner TEXT;
+ALTER TABLE whatsapp_accounts ADD COLUMN sync_lease_owner TEXT;
