@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::models::AccountRow;
 use super::schema::whatsapp_accounts as accounts;
 use super::DbConnection;
-use crate::domain::{AccountId, AccountStatus, WabaId, WorkspaceId};
+use crate::domain::{AccountId, AccountStatus, LeaseOwner, WabaId, WorkspaceId};
 
 pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> QueryResult<usize> {
     diesel::insert_into(accounts::table)
@@ -69,6 +69,7 @@ pub fn replace_token(
 pub fn claim_sync(
     conn: &mut DbConnection,
     id: AccountId,
+    owner: LeaseOwner,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
@@ -79,22 +80,49 @@ pub fn claim_sync(
                 .or(accounts::sync_lease_until.lt(now)),
         ),
     )
-    .set(accounts::sync_lease_until.eq(until))
+    .set((
+        accounts::sync_lease_until.eq(until),
+        accounts::sync_lease_owner.eq(owner),
+    ))
     .execute(conn)?;
     Ok(taken == 1)
 }
 
-/// Records how a sync ended and releases the lease. `status` becomes `needs_reconnect` when Meta
-/// rejected the token.
+/// Extends `owner`'s sync lease to `until` if `owner` still holds a live one; true when it does.
+pub fn renew_sync(
+    conn: &mut DbConnection,
+    id: AccountId,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let renewed = diesel::update(
+        accounts::table
+            .filter(accounts::id.eq(id))
+            .filter(accounts::sync_lease_owner.eq(owner))
+            .filter(accounts::sync_lease_until.ge(now)),
+    )
+    .set(accounts::sync_lease_until.eq(until))
+    .execute(conn)?;
+    Ok(renewed == 1)
+}
+
+/// Records how `owner`'s sync ended and releases its lease; nothing (0 rows) when the lease is no
+/// longer `owner`'s. `status` becomes `needs_reconnect` when Meta rejected the token.
 pub fn finish_sync(
     conn: &mut DbConnection,
     id: AccountId,
+    owner: LeaseOwner,
     error: Option<&str>,
     status: AccountStatus,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let synced_at = if error.is_none() { Some(now) } else { None };
-    let query = diesel::update(accounts::table.filter(accounts::id.eq(id)));
+    let query = diesel::update(
+        accounts::table
+            .filter(accounts::id.eq(id))
+            .filter(accounts::sync_lease_owner.eq(owner)),
+    );
     match synced_at {
         Some(at) => query
             .set((
@@ -102,6 +130,7 @@ pub fn finish_sync(
                 accounts::last_sync_error.eq(None::<String>),
                 accounts::status.eq(status),
                 accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+                accounts::sync_lease_owner.eq(None::<LeaseOwner>),
                 accounts::updated_at.eq(now),
             ))
             .execute(conn),
@@ -110,6 +139,7 @@ pub fn finish_sync(
                 accounts::last_sync_error.eq(error),
                 accounts::status.eq(status),
                 accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+                accounts::sync_lease_owner.eq(None::<LeaseOwner>),
                 accounts::updated_at.eq(now),
             ))
             .execute(conn),

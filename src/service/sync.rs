@@ -10,14 +10,44 @@ use super::ServiceError;
 use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx, DbConnection};
 use crate::domain::{
-    digits, search_key, AccountId, AccountStatus, MetaPhoneNumberId, PhoneNumberId, PlatformType,
-    QualityEventId, QualityEventSource, QualityRating, RegistrationState, WorkspaceId,
+    digits, search_key, AccountId, AccountStatus, LeaseOwner, MetaPhoneNumberId, PhoneNumberId,
+    PlatformType, QualityEventId, QualityEventSource, QualityRating, RegistrationState,
+    WorkspaceId,
 };
 use crate::meta::{MetaError, MetaPhoneNumber};
 use crate::state::AppState;
 
-/// How long one sync may hold an account before another may start.
-const SYNC_LEASE: TimeDelta = TimeDelta::minutes(5);
+/// Slack on top of one page's call: the database work around it.
+const SYNC_LEASE_MARGIN: TimeDelta = TimeDelta::seconds(30);
+
+/// One sync of one account: who holds its lease, and how long the lease lasts between renewals
+/// (the sync renews before every page and before it writes, so the lease covers one call).
+#[derive(Debug, Clone, Copy)]
+struct SyncLease {
+    account: AccountId,
+    owner: LeaseOwner,
+    length: TimeDelta,
+}
+
+impl SyncLease {
+    /// Extends the lease if this sync still holds it; a sync that lost it stops.
+    async fn renew(&self, state: &AppState) -> Result<(), ServiceError> {
+        let lease = *self;
+        let held = state
+            .db
+            .run(move |conn| {
+                let now = db::now();
+                accounts::renew_sync(conn, lease.account, lease.owner, now, now + lease.length)
+                    .map_err(ServiceError::from)
+            })
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            Err(ServiceError::SyncInProgress)
+        }
+    }
+}
 /// Guard against a Meta that keeps answering with a next page.
 const MAX_PAGES: usize = 500;
 
@@ -129,11 +159,13 @@ async fn fetch_all(
     state: &AppState,
     token: &str,
     waba_id: &crate::domain::WabaId,
-) -> Result<Vec<MetaPhoneNumber>, MetaError> {
+    lease: &SyncLease,
+) -> Result<Vec<MetaPhoneNumber>, ServiceError> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     let mut seen_cursors = HashSet::new();
     for _ in 0..MAX_PAGES {
+        lease.renew(state).await?;
         let page = state
             .meta
             .list_phone_numbers(token, waba_id, after.as_deref())
@@ -142,16 +174,12 @@ async fn fetch_all(
         match page.after {
             Some(cursor) if seen_cursors.insert(cursor.clone()) => after = Some(cursor),
             Some(_) => {
-                return Err(MetaError::Unexpected(
-                    "Meta repeated a paging cursor".into(),
-                ))
+                return Err(MetaError::Unexpected("Meta repeated a paging cursor".into()).into())
             }
             None => return Ok(all),
         }
     }
-    Err(MetaError::Unexpected(format!(
-        "more than {MAX_PAGES} pages of phone numbers"
-    )))
+    Err(MetaError::Unexpected(format!("more than {MAX_PAGES} pages of phone numbers")).into())
 }
 
 /// Syncs one account. Errors are recorded on the account (`last_sync_error`, and
@@ -160,18 +188,31 @@ pub async fn sync_account(
     state: &AppState,
     account: &AccountRow,
 ) -> Result<SyncCounts, ServiceError> {
-    let id = account.id;
+    let lease = SyncLease {
+        account: account.id,
+        owner: LeaseOwner::random(),
+        length: TimeDelta::from_std(std::time::Duration::from_secs(
+            state.settings.meta_timeout_seconds,
+        ))
+        .unwrap_or(TimeDelta::minutes(5))
+            + SYNC_LEASE_MARGIN,
+    };
     let claimed = state
         .db
         .run(move |conn| {
             let now = db::now();
-            accounts::claim_sync(conn, id, now, now + SYNC_LEASE).map_err(ServiceError::from)
+            accounts::claim_sync(conn, lease.account, lease.owner, now, now + lease.length)
+                .map_err(ServiceError::from)
         })
         .await?;
     if !claimed {
         return Err(ServiceError::SyncInProgress);
     }
-    let result = fetch_and_apply(state, account).await;
+    let result = fetch_and_apply(state, account, &lease).await;
+    if matches!(result, Err(ServiceError::SyncInProgress)) {
+        // The lease went to another sync: its result is not ours to write over.
+        return result;
+    }
     let (error, status) = match &result {
         Ok(_) => (None, AccountStatus::Connected),
         Err(ServiceError::Meta(err)) if err.is_token_rejected() => {
@@ -183,7 +224,7 @@ pub async fn sync_account(
     state
         .db
         .run(move |conn| {
-            accounts::finish_sync(conn, id, error.as_deref(), status, db::now())
+            accounts::finish_sync(conn, id, lease.owner, error.as_deref(), status, db::now())
                 .map_err(ServiceError::from)
         })
         .await?;
@@ -196,6 +237,7 @@ pub async fn sync_account(
 async fn fetch_and_apply(
     state: &AppState,
     account: &AccountRow,
+    lease: &SyncLease,
 ) -> Result<SyncCounts, ServiceError> {
     let token_enc = account
         .access_token_enc
@@ -205,11 +247,20 @@ async fn fetch_and_apply(
         .secrets
         .decrypt(token_enc)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let from_meta = fetch_all(state, &token, &account.waba_id).await?;
-    let account = account.clone();
+    let from_meta = fetch_all(state, &token, &account.waba_id, lease).await?;
+    let (account, lease) = (account.clone(), *lease);
     state
         .db
-        .run(move |conn| write_tx(conn, |conn| apply(conn, &account, &from_meta)))
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                // Still ours as we write: a sync that lost its lease writes nothing.
+                let now = db::now();
+                if !accounts::renew_sync(conn, account.id, lease.owner, now, now + lease.length)? {
+                    return Err(ServiceError::SyncInProgress);
+                }
+                apply(conn, &account, &from_meta)
+            })
+        })
         .await
 }
 

@@ -1315,3 +1315,89 @@ async fn a_click_whose_lease_lapsed_and_was_taken_makes_no_further_call_and_free
     assert_eq!(number["registration"]["state"], "registered");
     assert_eq!(app.ledger(&token, &id).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_sync_whose_lease_lapsed_and_was_taken_stops_and_writes_nothing() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8101", "+1 555-000-8101", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    let account = accounts["data"][0]["id"].as_str().unwrap().to_owned();
+    // From now on the first page is slow and a second page follows.
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .and(query_param_is_missing("after"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "data": [node("8101", "+1 555-000-8101", "CLOUD_API", "GREEN")],
+                    "paging": {"cursors": {"after": "P1"}, "next": format!("{}/v25.0/{WABA}/phone_numbers?after=P1", server.uri())}
+                }))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .and(query_param("after", "P1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [node("8102", "+1 555-000-8102", "CLOUD_API", "GREEN")],
+            "paging": {"cursors": {"after": "P2"}}
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let sync_path = format!("/api/v1/whatsapp/accounts/{account}/sync");
+    let start = |app_client: reqwest::Client, url: String, token: String| {
+        tokio::spawn(async move {
+            app_client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let first = start(
+        app.client.clone(),
+        format!("{}{sync_path}", app.address),
+        token.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await; // A is waiting on page one
+    {
+        use diesel::connection::SimpleConnection;
+        app.raw_connection()
+            .batch_execute(&format!(
+                "UPDATE whatsapp_accounts SET sync_lease_until = '2000-01-01 00:00:00' WHERE id = '{account}'"
+            ))
+            .unwrap();
+    }
+    let second = start(
+        app.client.clone(),
+        format!("{}{sync_path}", app.address),
+        token.clone(),
+    );
+
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    assert_problem(first, 409, "sync_in_progress").await;
+    assert_eq!(
+        second.status(),
+        200,
+        "B's lease was never released under it"
+    );
+    let second_pages = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.query().is_some_and(|q| q.contains("after=P1")))
+        .count();
+    assert_eq!(second_pages, 1, "only B read page two");
+    let numbers = app.get_json("/api/v1/phone-numbers", &token).await;
+    assert_eq!(numbers["data"].as_array().unwrap().len(), 2);
+}
