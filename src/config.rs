@@ -86,6 +86,7 @@ impl Settings {
     /// Reads settings through `var`, so tests can supply their own environment.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let default_database = var("DATABASE_URL").is_none();
         let database_url = match var("DATABASE_URL") {
             Some(url) => DbUrl::parse(&url)?,
             None => DbUrl::Sqlite(
@@ -107,19 +108,39 @@ impl Settings {
             }
             (None, _) => None,
         };
-        let (auth_jwt_secret, secrets_key, development) =
-            match (var("AUTH_JWT_SECRET"), var("SECRETS_KEY"), meta_app.is_some()) {
-                (Some(jwt), Some(key), _) => (jwt, key, false),
-                (_, _, true) => {
-                    return Err("a Meta app is configured (META_APP_ID), so AUTH_JWT_SECRET and SECRETS_KEY \
-                                must be set: the server will not run against Meta with generated secrets"
-                        .into())
-                }
-                (jwt, key, false) => {
-                    let dev = DevSecrets::load_or_create(&data_dir)?;
-                    (jwt.unwrap_or(dev.auth_jwt_secret), key.unwrap_or(dev.secrets_key), true)
-                }
-            };
+        // Development mode (secrets generated under DATA_DIR) only when nothing says otherwise:
+        // neither secret set, no Meta app, the default SQLite file. Anything in between is a
+        // mistake that would, quietly, sign tokens or seal secrets with keys nobody chose.
+        let (auth_jwt_secret, secrets_key, development) = match (
+            var("AUTH_JWT_SECRET"),
+            var("SECRETS_KEY"),
+        ) {
+            (Some(jwt), Some(key)) => (jwt, key, false),
+            (None, None) if meta_app.is_none() && default_database => {
+                let dev = DevSecrets::load_or_create(&data_dir)?;
+                (dev.auth_jwt_secret, dev.secrets_key, true)
+            }
+            (jwt, key) => {
+                let missing: Vec<&str> = [
+                    ("AUTH_JWT_SECRET", jwt.is_none()),
+                    ("SECRETS_KEY", key.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+                let why = if meta_app.is_some() {
+                    "a Meta app is configured (META_APP_ID): the server will not run against Meta \
+                         with generated secrets"
+                } else if jwt.is_some() || key.is_some() {
+                    "one secret is set, so this is not development mode, and a generated one would \
+                         sign tokens or seal stored secrets with a key nobody chose"
+                } else {
+                    "DATABASE_URL is set: generated development secrets are only for the default \
+                         SQLite file"
+                };
+                return Err(format!("{} must be set: {why}", missing.join(" and ")));
+            }
+        };
         SecretBox::from_base64(&secrets_key).map_err(|e| e.to_string())?;
         if auth_jwt_secret.len() < 16 {
             return Err(
@@ -155,6 +176,20 @@ impl Settings {
             )?,
             development,
         })
+    }
+
+    /// Whether the server listens on a loopback address only (where printing a development token
+    /// shows it to nobody but the person at this machine).
+    pub fn binds_loopback(&self) -> bool {
+        let host = self
+            .bind_addr
+            .rsplit_once(':')
+            .map_or(self.bind_addr.as_str(), |(host, _)| host)
+            .trim_matches(|c| c == '[' || c == ']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The Graph API with a Meta app configured, else the sandbox.
@@ -281,6 +316,49 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((ok.meta_mode(), ok.development), (MetaMode::Graph, false));
+    }
+
+    #[test]
+    fn development_mode_needs_nothing_configured_and_half_a_configuration_is_an_error() {
+        let key = SecretBox::generate_key();
+        let jwt = "0123456789abcdef0123456789abcdef";
+        let dir = temp_dir("half");
+        let err = Settings::load(env(&[("DATA_DIR", &dir), ("AUTH_JWT_SECRET", jwt)])).unwrap_err();
+        assert!(err.starts_with("SECRETS_KEY must be set"), "{err}");
+        let err = Settings::load(env(&[("DATA_DIR", &dir), ("SECRETS_KEY", &key)])).unwrap_err();
+        assert!(err.starts_with("AUTH_JWT_SECRET must be set"), "{err}");
+        let err = Settings::load(env(&[
+            ("DATA_DIR", &dir),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/db"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("AUTH_JWT_SECRET and SECRETS_KEY must be set"),
+            "{err}"
+        );
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "no secrets were generated"
+        );
+    }
+
+    #[test]
+    fn a_token_is_printed_only_when_listening_on_loopback() {
+        let dir = temp_dir("bind");
+        let mut settings = Settings::load(env(&[("DATA_DIR", &dir)])).unwrap();
+        for (addr, loopback) in [
+            ("127.0.0.1:8080", true),
+            ("localhost:8080", true),
+            ("[::1]:8080", true),
+            ("0.0.0.0:8080", false),
+            ("[::]:8080", false),
+            ("10.0.0.5:8080", false),
+        ] {
+            settings.bind_addr = addr.into();
+            assert_eq!(settings.binds_loopback(), loopback, "{addr}");
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

@@ -70,13 +70,21 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 fn development_banner(settings: &Settings) -> String {
-    let keys = settings.token_keys();
-    let token = keys.mint(
-        "demo-admin",
-        "demo",
-        whatsapp_numbers::domain::Role::Editor,
-        chrono::TimeDelta::days(30),
-    );
+    // A token printed while listening beyond this machine would open the server to whoever
+    // reads the terminal's output; there, mint one with `whatsapp-numbers token` instead.
+    let token = if settings.binds_loopback() {
+        settings.token_keys().mint(
+            "demo-admin",
+            "demo",
+            whatsapp_numbers::domain::Role::Editor,
+            chrono::TimeDelta::days(30),
+        )
+    } else {
+        format!(
+            "(not printed: {} is not a loopback address; run `whatsapp-numbers token --workspace demo --role editor`)",
+            settings.bind_addr
+        )
+    };
     let host = settings
         .bind_addr
         .rsplit_once(':')
