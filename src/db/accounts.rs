@@ -108,16 +108,18 @@ pub fn renew_sync(
 }
 
 /// Records how `owner`'s sync ended and releases its lease; nothing (0 rows) when the lease is no
-/// longer `owner`'s. `status` becomes `needs_reconnect` when Meta rejected the token.
+/// longer `owner`'s. A sync that `synced` may still leave a note (in `last_sync_error`) about what
+/// it could not take. `status` becomes `needs_reconnect` when Meta rejected the token.
 pub fn finish_sync(
     conn: &mut DbConnection,
     id: AccountId,
     owner: LeaseOwner,
+    synced: bool,
     error: Option<&str>,
     status: AccountStatus,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let synced_at = if error.is_none() { Some(now) } else { None };
+    let synced_at = synced.then_some(now);
     let query = diesel::update(
         accounts::table
             .filter(accounts::id.eq(id))
@@ -127,7 +129,7 @@ pub fn finish_sync(
         Some(at) => query
             .set((
                 accounts::last_synced_at.eq(at),
-                accounts::last_sync_error.eq(None::<String>),
+                accounts::last_sync_error.eq(error),
                 accounts::status.eq(status),
                 accounts::sync_lease_until.eq(None::<NaiveDateTime>),
                 accounts::sync_lease_owner.eq(None::<LeaseOwner>),

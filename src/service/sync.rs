@@ -63,6 +63,27 @@ pub struct SyncCounts {
     /// Our ids of the added numbers.
     #[serde(skip)]
     pub added_ids: Vec<PhoneNumberId>,
+    /// Numbers Meta lists here that another workspace's account holds: left where they are.
+    #[serde(skip)]
+    pub held_elsewhere: Vec<String>,
+}
+
+impl SyncCounts {
+    /// What the account's sync note says about numbers it could not take, if any.
+    fn note(&self) -> Option<String> {
+        (!self.held_elsewhere.is_empty()).then(|| {
+            format!(
+                "Meta lists {} here that another workspace's account already holds; left there \
+                 (disconnect that account to move them): {}",
+                if self.held_elsewhere.len() == 1 {
+                    "a number"
+                } else {
+                    "numbers"
+                },
+                self.held_elsewhere.join(", ")
+            )
+        })
+    }
 }
 
 impl std::ops::AddAssign for SyncCounts {
@@ -71,6 +92,7 @@ impl std::ops::AddAssign for SyncCounts {
         self.updated += other.updated;
         self.removed += other.removed;
         self.added_ids.extend(other.added_ids);
+        self.held_elsewhere.extend(other.held_elsewhere);
     }
 }
 
@@ -213,18 +235,21 @@ pub async fn sync_account(
         // The lease went to another sync: its result is not ours to write over.
         return result;
     }
-    let (error, status) = match &result {
-        Ok(_) => (None, AccountStatus::Connected),
-        Err(ServiceError::Meta(err)) if err.is_token_rejected() => {
-            (Some(err.user_sentence()), AccountStatus::NeedsReconnect)
-        }
-        Err(err) => (Some(err.to_string()), account.status),
+    let (synced, error, status) = match &result {
+        Ok(counts) => (true, counts.note(), AccountStatus::Connected),
+        Err(ServiceError::Meta(err)) if err.is_token_rejected() => (
+            false,
+            Some(err.user_sentence()),
+            AccountStatus::NeedsReconnect,
+        ),
+        Err(err) => (false, Some(err.to_string()), account.status),
     };
     let id = account.id;
     state
         .db
         .run(move |conn| {
-            accounts::finish_sync(conn, id, lease.owner, error.as_deref(), status, db::now())
+            let now = db::now();
+            accounts::finish_sync(conn, id, lease.owner, synced, error.as_deref(), status, now)
                 .map_err(ServiceError::from)
         })
         .await?;
@@ -293,7 +318,10 @@ fn apply(
         }
         match known.get(&meta.id) {
             Some(row) if row.workspace_id != account.workspace_id => {
-                tracing::warn!(meta_phone_number_id = %meta.id, "number belongs to another workspace's account; skipped");
+                tracing::warn!(meta_phone_number_id = %meta.id, "number belongs to another workspace's account; left there");
+                counts
+                    .held_elsewhere
+                    .push(meta.display_phone_number.clone());
             }
             Some(row) => {
                 let fields = meta_fields(meta, Some(row));

@@ -1401,3 +1401,52 @@ async fn a_sync_whose_lease_lapsed_and_was_taken_stops_and_writes_nothing() {
     let numbers = app.get_json("/api/v1/phone-numbers", &token).await;
     assert_eq!(numbers["data"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_number_another_workspace_holds_is_reported_on_the_sync_not_taken() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("9001", "+1 555-000-9001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    // Another workspace connects a WABA whose listing (wrongly, or after a move) includes 9001.
+    mount_waba(&server, "waba-2", TOKEN).await;
+    mount_numbers(
+        &server,
+        "waba-2",
+        vec![vec![
+            node("9001", "+1 555-000-9001", "CLOUD_API", "GREEN"),
+            node("9002", "+1 555-000-9002", "CLOUD_API", "GREEN"),
+        ]],
+    )
+    .await;
+    let other = app.editor("other");
+    let body = json!({"waba_id": "waba-2", "access_token": TOKEN});
+    assert_eq!(connect(&app, &other, body).await.status(), 201);
+
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &other).await;
+    let account = &accounts["data"][0];
+    assert!(
+        account["last_synced_at"].is_string(),
+        "the sync itself succeeded"
+    );
+    let note = account["last_sync_error"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("+1 555-000-9001") && note.contains("another workspace"),
+        "{account}"
+    );
+    let theirs = app.get_json("/api/v1/phone-numbers", &other).await;
+    let listed: Vec<&str> = theirs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["phone_number_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["9002"]);
+    let ours = app.get_json("/api/v1/phone-numbers", &token).await;
+    assert_eq!(
+        ours["data"][0]["phone_number_id"], "9001",
+        "it stayed where it was"
+    );
+}
