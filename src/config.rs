@@ -178,6 +178,13 @@ impl Settings {
         })
     }
 
+    /// Which agent URLs beyond `https` the server takes: loopback `http` in development mode.
+    pub fn url_policy(&self) -> crate::domain::responder::UrlPolicy {
+        crate::domain::responder::UrlPolicy {
+            allow_loopback_http: self.development,
+        }
+    }
+
     /// Whether the server listens on a loopback address only (where printing a development token
     /// shows it to nobody but the person at this machine).
     pub fn binds_loopback(&self) -> bool {

@@ -96,7 +96,14 @@ pub async fn create_agent(
     Editor(caller): Editor,
     body: web::Json<CreateAgent>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = service::create(&state.db, &state.secrets, &caller, body.into_inner()).await?;
+    let record = service::create(
+        &state.db,
+        &state.secrets,
+        &caller,
+        body.into_inner(),
+        state.settings.url_policy(),
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/agents/{}", record.row.id)))
         .json(Agent::from(record)))
@@ -161,6 +168,7 @@ pub async fn update_agent(
         &caller,
         id.into_inner(),
         body.into_inner(),
+        state.settings.url_policy(),
     )
     .await?;
     Ok(web::Json(record.into()))

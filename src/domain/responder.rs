@@ -143,10 +143,22 @@ pub struct ValidResponder {
     pub secret: SecretChange,
 }
 
+/// Which URLs an agent may be given beyond `https`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Plain `http` to a loopback address (development mode: a local model or webhook).
+    pub allow_loopback_http: bool,
+}
+
 impl ResponderInput {
     /// Validates the input. `current` is the agent's present responder (on update), whose secret is
-    /// kept when the kind stays the same and no new secret is given.
-    pub fn validate(self, current: Option<&Responder>) -> Result<ValidResponder, RuleError> {
+    /// kept when the kind stays the same and no new secret is given, as long as the URL still
+    /// points at the same origin: a stored key never follows a host it was not given for.
+    pub fn validate(
+        self,
+        current: Option<&Responder>,
+        urls: UrlPolicy,
+    ) -> Result<ValidResponder, RuleError> {
         match self {
             ResponderInput::Faq { faq } => {
                 validate_faq(&faq)?;
@@ -158,7 +170,7 @@ impl ResponderInput {
                 })
             }
             ResponderInput::Openai { openai } => {
-                let base_url = http_url(&OPENAI_BASE_URL, &openai.base_url)?;
+                let base_url = http_url(&OPENAI_BASE_URL, &openai.base_url, urls)?;
                 let model = required(&OPENAI_MODEL, &openai.model)?;
                 let system_prompt = optional(&OPENAI_SYSTEM_PROMPT, openai.system_prompt)?;
                 let history_messages = openai.history_messages.unwrap_or(10);
@@ -167,8 +179,8 @@ impl ResponderInput {
                         "openai.history_messages must be between 0 and {MAX_HISTORY_MESSAGES}"
                     )));
                 }
-                let had_key =
-                    matches!(current, Some(Responder::Openai { openai }) if openai.api_key_set);
+                let had_key = matches!(current, Some(Responder::Openai { openai: old })
+                    if old.api_key_set && same_origin(&old.base_url, &base_url));
                 let secret = new_secret(&OPENAI_API_KEY, openai.api_key, had_key)?;
                 let settings = OpenAiSettings {
                     base_url,
@@ -183,9 +195,9 @@ impl ResponderInput {
                 })
             }
             ResponderInput::Webhook { webhook } => {
-                let url = http_url(&WEBHOOK_URL, &webhook.url)?;
-                let had_secret =
-                    matches!(current, Some(Responder::Webhook { webhook }) if webhook.secret_set);
+                let url = http_url(&WEBHOOK_URL, &webhook.url, urls)?;
+                let had_secret = matches!(current, Some(Responder::Webhook { webhook: old })
+                    if old.secret_set && same_origin(&old.url, &url));
                 let secret = new_secret(&WEBHOOK_SECRET, webhook.secret, had_secret)?;
                 let settings = WebhookSettings {
                     url,
@@ -217,12 +229,27 @@ fn optional(rule: &TextRule, value: Option<String>) -> Result<Option<String>, Ru
     Ok(Some(text::trim(&value).to_owned()).filter(|v| !v.is_empty()))
 }
 
-/// Checked by `rule` (whose pattern only admits URLs that parse), without a trailing slash.
-fn http_url(rule: &TextRule, value: &str) -> Result<String, RuleError> {
+/// Checked by `rule` (whose pattern only admits URLs that parse), without a trailing slash. Plain
+/// `http` (loopback only, by the pattern) needs the policy's leave.
+fn http_url(rule: &TextRule, value: &str, urls: UrlPolicy) -> Result<String, RuleError> {
     rule.check(value)?;
-    url::Url::parse(value)
-        .map(|_| value.trim_end_matches('/').to_owned())
-        .map_err(|e| RuleError::Invalid(format!("`{}` is not a URL: {e}", rule.field)))
+    let parsed = url::Url::parse(value)
+        .map_err(|e| RuleError::Invalid(format!("`{}` is not a URL: {e}", rule.field)))?;
+    if parsed.scheme() != "https" && !urls.allow_loopback_http {
+        return Err(RuleError::Invalid(format!(
+            "`{}` must be an https:// URL (plain http:// is for loopback addresses in development mode)",
+            rule.field
+        )));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// Same scheme, host and port: where a stored key may keep going.
+fn same_origin(old: &str, new: &str) -> bool {
+    match (url::Url::parse(old), url::Url::parse(new)) {
+        (Ok(old), Ok(new)) => old.origin() == new.origin(),
+        _ => false,
+    }
 }
 
 /// A secret is taken exactly as given (no trimming): it must match what the other side holds.
@@ -307,28 +334,36 @@ mod tests {
 
     #[test]
     fn openai_needs_a_key_on_creation_and_keeps_it_on_update() {
-        assert!(openai(None).validate(None).is_err());
-        let created = openai(Some("sk-123")).validate(None).unwrap();
+        assert!(openai(None).validate(None, UrlPolicy::default()).is_err());
+        let created = openai(Some("sk-123"))
+            .validate(None, UrlPolicy::default())
+            .unwrap();
         assert_eq!(created.secret, SecretChange::Set("sk-123".into()));
         let Responder::Openai { openai: settings } = &created.settings else {
             panic!("kind")
         };
         assert_eq!(settings.base_url, "https://llm.example/v1");
         assert_eq!(settings.history_messages, 10);
-        let updated = openai(None).validate(Some(&created.settings)).unwrap();
+        let updated = openai(None)
+            .validate(Some(&created.settings), UrlPolicy::default())
+            .unwrap();
         assert_eq!(updated.secret, SecretChange::Keep);
     }
 
     #[test]
     fn switching_kind_needs_the_new_kinds_secret_and_faq_clears_it() {
-        let created = openai(Some("sk-123")).validate(None).unwrap();
+        let created = openai(Some("sk-123"))
+            .validate(None, UrlPolicy::default())
+            .unwrap();
         let to_webhook = ResponderInput::Webhook {
             webhook: WebhookInput {
                 url: "https://hooks.example/a".into(),
                 secret: None,
             },
         };
-        assert!(to_webhook.validate(Some(&created.settings)).is_err());
+        assert!(to_webhook
+            .validate(Some(&created.settings), UrlPolicy::default())
+            .is_err());
         let to_faq = ResponderInput::Faq {
             faq: FaqSettings {
                 entries: vec![],
@@ -336,7 +371,10 @@ mod tests {
             },
         };
         assert_eq!(
-            to_faq.validate(Some(&created.settings)).unwrap().secret,
+            to_faq
+                .validate(Some(&created.settings), UrlPolicy::default())
+                .unwrap()
+                .secret,
             SecretChange::Clear
         );
     }
@@ -350,16 +388,16 @@ mod tests {
             },
         };
         assert!(hook("ftp://x.example", "0123456789abcdef")
-            .validate(None)
+            .validate(None, UrlPolicy::default())
             .is_err());
         assert!(hook("not a url", "0123456789abcdef")
-            .validate(None)
+            .validate(None, UrlPolicy::default())
             .is_err());
         assert!(hook("https://x.example/hook", "short")
-            .validate(None)
+            .validate(None, UrlPolicy::default())
             .is_err());
         assert!(hook("https://x.example/hook", "0123456789abcdef")
-            .validate(None)
+            .validate(None, UrlPolicy::default())
             .is_ok());
     }
 
@@ -374,24 +412,94 @@ mod tests {
                 fallback: None,
             },
         };
-        assert!(faq(vec![], "a").validate(None).is_err());
-        assert!(faq(vec![" "], "a").validate(None).is_err());
-        assert!(faq(vec!["hours"], "").validate(None).is_err());
-        assert!(faq(vec!["hours"], "9 to 5").validate(None).is_ok());
+        assert!(faq(vec![], "a")
+            .validate(None, UrlPolicy::default())
+            .is_err());
+        assert!(faq(vec![" "], "a")
+            .validate(None, UrlPolicy::default())
+            .is_err());
+        assert!(faq(vec!["hours"], "")
+            .validate(None, UrlPolicy::default())
+            .is_err());
+        assert!(faq(vec!["hours"], "9 to 5")
+            .validate(None, UrlPolicy::default())
+            .is_ok());
         let empty = ResponderInput::Faq {
             faq: FaqSettings {
                 entries: vec![],
                 fallback: None,
             },
         };
-        assert!(empty.validate(None).is_err());
+        assert!(empty.validate(None, UrlPolicy::default()).is_err());
+    }
+
+    #[test]
+    fn urls_are_https_and_loopback_http_needs_development_mode() {
+        let hook = |url: &str| ResponderInput::Webhook {
+            webhook: WebhookInput {
+                url: url.into(),
+                secret: Some("0123456789abcdef".into()),
+            },
+        };
+        let dev = UrlPolicy {
+            allow_loopback_http: true,
+        };
+        assert!(hook("https://hooks.example/in")
+            .validate(None, UrlPolicy::default())
+            .is_ok());
+        assert!(hook("http://127.0.0.1:9000/in")
+            .validate(None, UrlPolicy::default())
+            .is_err());
+        assert!(hook("http://127.0.0.1:9000/in").validate(None, dev).is_ok());
+        assert!(hook("http://hooks.example/in").validate(None, dev).is_err());
+    }
+
+    #[test]
+    fn a_stored_key_never_follows_a_new_origin() {
+        let created = openai(Some("sk-123"))
+            .validate(None, UrlPolicy::default())
+            .unwrap();
+        let moved = ResponderInput::Openai {
+            openai: OpenAiInput {
+                base_url: "https://other-llm.example/v1".into(),
+                model: "m".into(),
+                api_key: None,
+                system_prompt: None,
+                history_messages: None,
+            },
+        };
+        assert_eq!(
+            moved
+                .clone()
+                .validate(Some(&created.settings), UrlPolicy::default())
+                .unwrap_err(),
+            RuleError::SecretRequired {
+                field: "openai.api_key"
+            }
+        );
+        // Same origin, another path: the key stays.
+        let same = ResponderInput::Openai {
+            openai: OpenAiInput {
+                base_url: "https://llm.example/v2".into(),
+                ..match moved {
+                    ResponderInput::Openai { openai } => openai,
+                    _ => unreachable!(),
+                }
+            },
+        };
+        assert_eq!(
+            same.validate(Some(&created.settings), UrlPolicy::default())
+                .unwrap()
+                .secret,
+            SecretChange::Keep
+        );
     }
 
     #[test]
     fn debug_output_never_shows_a_secret() {
         let input = openai(Some("sk-live-debug-1234"));
         assert!(!format!("{input:?}").contains("sk-live-debug-1234"));
-        let valid = input.validate(None).unwrap();
+        let valid = input.validate(None, UrlPolicy::default()).unwrap();
         assert!(!format!("{valid:?}").contains("sk-live-debug-1234"));
         let hook = WebhookInput {
             url: "https://x.example/hook".into(),
@@ -402,7 +510,9 @@ mod tests {
 
     #[test]
     fn the_shown_responder_never_carries_a_secret() {
-        let created = openai(Some("sk-secret-value")).validate(None).unwrap();
+        let created = openai(Some("sk-secret-value"))
+            .validate(None, UrlPolicy::default())
+            .unwrap();
         let json = serde_json::to_string(&created.settings).unwrap();
         assert!(!json.contains("sk-secret-value"));
         assert!(json.contains("\"api_key_set\":true"));

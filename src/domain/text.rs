@@ -33,12 +33,14 @@ pub const NOT_BLANK_TEXT_PATTERN: &str = concat!(
 );
 /// A search box's text: one line, possibly blank (blank means no search).
 pub const SEARCH_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
-/// An `http` or `https` URL with a host name or IPv4 address, an optional port, path and query,
-/// and nothing a URL parser could read two ways (no user info, no fragment, no `%`).
+/// An `https` URL with a host name or IPv4 address (or plain `http` to a loopback address, which
+/// the server takes in development mode only), an optional port, path and query, and nothing a
+/// URL parser could read two ways (no user info, no fragment, no `%`).
 pub const HTTP_URL_PATTERN: &str = concat!(
-    r"^https?://",
+    r"^(https://(",
     r"(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
     r"|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))",
+    r")|http://(localhost|127(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}))",
     r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
     r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?",
     r"(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?$"
@@ -115,8 +117,8 @@ impl TextRule {
             }
             Some(SEARCH_PATTERN) => "must be one line without control characters",
             Some(HTTP_URL_PATTERN) => {
-                "must be an http:// or https:// URL with a host name or IPv4 address (no user, \
-                 fragment or percent-escapes)"
+                "must be an https:// URL with a host name or IPv4 address (no user, fragment or \
+                 percent-escapes); plain http:// is for loopback addresses in development mode"
             }
             Some(META_WORD_PATTERN) => {
                 "must be upper-case letters and underscores, as Meta writes it"
@@ -265,11 +267,14 @@ mod tests {
             "https://LLM.example:443/v1/chat",
             "http://localhost",
             "https://123.example.com/a/b",
+            "https://10.1.2.3/internal",
         ] {
             assert!(WEBHOOK_URL.check(good).is_ok(), "{good}");
             assert!(url::Url::parse(good).is_ok(), "{good}");
         }
         for bad in [
+            "http://x.example/hook",
+            "http://10.0.0.1/hook",
             "ftp://x.example",
             "https://user:pw@x.example",
             "https://x.example/#frag",

@@ -11,7 +11,7 @@ use crate::db::{
 };
 use crate::domain::agent::{validate_description, validate_name, CreateAgent, UpdateAgent};
 use crate::domain::page::{Cursor, PageRequest};
-use crate::domain::responder::{Responder, SecretChange, ValidResponder};
+use crate::domain::responder::{Responder, SecretChange, UrlPolicy, ValidResponder};
 use crate::domain::{search_key, AgentId, AuditAction, PhoneNumberId, WorkspaceId};
 
 /// An agent with the numbers it uses.
@@ -139,11 +139,12 @@ pub async fn create(
     secrets: &SecretBox,
     caller: &Principal,
     input: CreateAgent,
+    urls: UrlPolicy,
 ) -> Result<AgentRecord, ServiceError> {
     let name = validate_name(&input.name)?;
     let description = validate_description(input.description.as_deref())?;
     // A new agent has no secret to keep: a missing one is a malformed request, not a conflict.
-    let responder = input.responder.validate(None).map_err(|e| match e {
+    let responder = input.responder.validate(None, urls).map_err(|e| match e {
         crate::domain::RuleError::SecretRequired { field } => {
             ServiceError::Invalid(format!("`{field}` is required"))
         }
@@ -195,6 +196,7 @@ pub async fn update(
     caller: &Principal,
     id: AgentId,
     input: UpdateAgent,
+    urls: UrlPolicy,
 ) -> Result<AgentRecord, ServiceError> {
     let name = input.name.as_deref().map(validate_name).transpose()?;
     let description = match &input.description {
@@ -208,7 +210,7 @@ pub async fn update(
             let current = load(conn, ws, id)?;
             let responder = input
                 .responder
-                .map(|r| r.validate(Some(&current.responder)))
+                .map(|r| r.validate(Some(&current.responder), urls))
                 .transpose()?;
             let changes = AgentChanges {
                 name_key: name.as_deref().map(search_key),

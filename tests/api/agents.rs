@@ -130,8 +130,9 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
         "sk-live-SECRET-42"
     );
 
-    // A responder update of the same kind without a key keeps the stored one.
-    let body = json!({"responder": {"kind": "openai", "openai": {"base_url": "https://other.example/v1", "model": "m2"}}});
+    // A responder update of the same kind and origin without a key keeps the stored one (a new
+    // origin needs the key again: see a_stored_secret_never_follows_a_url_to_a_new_host).
+    let body = json!({"responder": {"kind": "openai", "openai": {"base_url": "https://llm.example/v2", "model": "m2"}}});
     let response = app
         .request(
             Method::PATCH,
@@ -444,4 +445,46 @@ async fn deleting_an_agent_clears_its_numbers_and_records_it() {
     let events = app.audit(&token, &format!("agent_id={agent_id}")).await;
     assert_eq!(events[0]["action"], "agent.deleted");
     assert_eq!(events[0]["detail"]["agent_name"], "Leaving");
+}
+
+#[tokio::test]
+async fn a_stored_secret_never_follows_a_url_to_a_new_host() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let body = json!({"name": "Hooked", "responder": {"kind": "webhook", "webhook": {
+        "url": "https://hooks.example/in", "secret": "0123456789abcdef"}}});
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+    let agent: serde_json::Value = response.json().await.unwrap();
+    let path = format!("/api/v1/agents/{}", agent["id"].as_str().unwrap());
+
+    let moved = json!({"responder": {"kind": "webhook", "webhook": {"url": "https://elsewhere.example/in"}}});
+    let response = app
+        .request(Method::PATCH, &path, Some(&token), Some(moved))
+        .await;
+    let problem = assert_problem(response, 409, "secret_required").await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("webhook.secret"));
+    let kept = app.get_json(&path, &token).await;
+    assert_eq!(
+        kept["responder"]["webhook"]["url"],
+        "https://hooks.example/in"
+    );
+
+    // Another path on the same host keeps the secret; plain http is not for production.
+    let same_host =
+        json!({"responder": {"kind": "webhook", "webhook": {"url": "https://hooks.example/v2"}}});
+    let response = app
+        .request(Method::PATCH, &path, Some(&token), Some(same_host))
+        .await;
+    assert_eq!(response.status(), 200);
+    let plain = json!({"responder": {"kind": "webhook", "webhook": {"url": "http://127.0.0.1:9000/in", "secret": "0123456789abcdef"}}});
+    let response = app
+        .request(Method::PATCH, &path, Some(&token), Some(plain))
+        .await;
+    assert_problem(response, 400, "validation_failed").await;
 }
