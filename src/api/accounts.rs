@@ -191,6 +191,9 @@ pub async fn list_whatsapp_accounts(
 }
 
 /// Sync one account's numbers from Meta now.
+///
+/// If the account was synced less than 30 seconds ago, that sync's result answers, without a
+/// call to Meta (Meta allows 200 Graph calls an hour per WABA).
 #[utoipa::path(
     tag = "whatsapp-accounts",
     operation_id = "sync_whatsapp_account",

@@ -114,11 +114,14 @@ pub fn finish_sync(
     conn: &mut DbConnection,
     id: AccountId,
     owner: LeaseOwner,
-    synced: bool,
+    synced: Option<&str>,
     error: Option<&str>,
     status: AccountStatus,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
+    // `synced`: what the sync changed (JSON), when it succeeded.
+    let counts = synced;
+    let synced = counts.is_some();
     let synced_at = synced.then_some(now);
     let query = diesel::update(
         accounts::table
@@ -129,6 +132,7 @@ pub fn finish_sync(
         Some(at) => query
             .set((
                 accounts::last_synced_at.eq(at),
+                accounts::last_sync_counts.eq(counts),
                 accounts::last_sync_error.eq(error),
                 accounts::status.eq(status),
                 accounts::sync_lease_until.eq(None::<NaiveDateTime>),

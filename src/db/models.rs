@@ -39,6 +39,8 @@ pub struct AccountRow {
     pub status: AccountStatus,
     pub last_synced_at: Option<NaiveDateTime>,
     pub last_sync_error: Option<String>,
+    /// What the last successful sync changed (JSON of `SyncCounts`).
+    pub last_sync_counts: Option<String>,
     /// Set while a sync runs, so replicas and overlapping requests do not sync the same account at once.
     pub sync_lease_until: Option<NaiveDateTime>,
     /// Who holds the sync lease: only that sync renews or releases it.

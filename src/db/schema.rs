@@ -19,6 +19,7 @@ diesel::table! {
         status -> Text,
         last_synced_at -> Nullable<Timestamp>,
         last_sync_error -> Nullable<Text>,
+        last_sync_counts -> Nullable<Text>,
         sync_lease_until -> Nullable<Timestamp>,
         sync_lease_owner -> Nullable<Text>,
         created_at -> Timestamp,

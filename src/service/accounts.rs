@@ -187,6 +187,7 @@ pub async fn connect(
                             status: AccountStatus::Connected,
                             last_synced_at: None,
                             last_sync_error: None,
+                            last_sync_counts: None,
                             sync_lease_until: None,
                             sync_lease_owner: None,
                             created_at: now,
@@ -261,7 +262,7 @@ pub async fn sync_one(
     id: AccountId,
 ) -> Result<(AccountRecord, SyncCounts), ServiceError> {
     let account = get(state, workspace, id).await?;
-    let counts = sync_account(state, &account.row).await?;
+    let counts = super::sync::sync_manually(state, &account.row).await?;
     Ok((get(state, workspace, id).await?, counts))
 }
 

@@ -51,8 +51,14 @@ impl SyncLease {
 /// Guard against a Meta that keeps answering with a next page.
 const MAX_PAGES: usize = 500;
 
+/// A manual sync of an account synced less than this ago answers that sync's result, without
+/// calling Meta: a button pressed repeatedly must not spend the WABA's Graph calls.
+pub const COALESCE_MANUAL_SYNCS: TimeDelta = TimeDelta::seconds(30);
+
 /// What a sync changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct SyncCounts {
     /// Numbers new to this workspace.
     pub added: u64,
@@ -236,19 +242,24 @@ pub async fn sync_account(
         return result;
     }
     let (synced, error, status) = match &result {
-        Ok(counts) => (true, counts.note(), AccountStatus::Connected),
+        Ok(counts) => (
+            serde_json::to_string(counts).ok(),
+            counts.note(),
+            AccountStatus::Connected,
+        ),
         Err(ServiceError::Meta(err)) if err.is_token_rejected() => (
-            false,
+            None,
             Some(err.user_sentence()),
             AccountStatus::NeedsReconnect,
         ),
-        Err(err) => (false, Some(err.to_string()), account.status),
+        Err(err) => (None, Some(err.to_string()), account.status),
     };
     let id = account.id;
     state
         .db
         .run(move |conn| {
             let now = db::now();
+            let synced = synced.as_deref();
             accounts::finish_sync(conn, id, lease.owner, synced, error.as_deref(), status, now)
                 .map_err(ServiceError::from)
         })
@@ -257,6 +268,27 @@ pub async fn sync_account(
         tracing::warn!(account = %account.id, waba = %account.waba_id, error = %err.diagnostic(), "sync failed");
     }
     result
+}
+
+/// A sync someone asked for: an account synced successfully moments ago
+/// ([`COALESCE_MANUAL_SYNCS`]) answers that sync's result without calling Meta.
+pub async fn sync_manually(
+    state: &AppState,
+    account: &AccountRow,
+) -> Result<SyncCounts, ServiceError> {
+    let recent = account
+        .last_synced_at
+        .is_some_and(|at| db::now() - at < COALESCE_MANUAL_SYNCS)
+        && account.last_sync_error.is_none()
+        && account.status == AccountStatus::Connected;
+    if let Some(counts) = recent
+        .then_some(account.last_sync_counts.as_deref())
+        .flatten()
+        .and_then(|json| serde_json::from_str::<SyncCounts>(json).ok())
+    {
+        return Ok(counts);
+    }
+    sync_account(state, account).await
 }
 
 async fn fetch_and_apply(
@@ -415,7 +447,7 @@ pub async fn sync_workspace(
         failed: Vec::new(),
         accounts: accounts.len(),
     };
-    for (account, outcome) in sync_concurrently(state, accounts).await {
+    for (account, outcome) in sync_concurrently(state, accounts, true).await {
         match outcome {
             Ok(counts) => result.counts += counts,
             Err(err) => result.failed.push((account, err)),
@@ -428,9 +460,11 @@ pub async fn sync_workspace(
 const CONCURRENT_SYNCS: usize = 4;
 
 /// Syncs the accounts, several at a time, each on its own task; results in the accounts' order.
+/// `manual`: someone asked, so recent results are answered again ([`sync_manually`]).
 async fn sync_concurrently(
     state: &AppState,
     accounts: Vec<AccountRow>,
+    manual: bool,
 ) -> Vec<(AccountRow, Result<SyncCounts, ServiceError>)> {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SYNCS));
     let tasks: Vec<_> = accounts
@@ -439,7 +473,11 @@ async fn sync_concurrently(
             let (state, permits) = (state.clone(), permits.clone());
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let outcome = sync_account(&state, &account).await;
+                let outcome = if manual {
+                    sync_manually(&state, &account).await
+                } else {
+                    sync_account(&state, &account).await
+                };
                 (account, outcome)
             })
         })
@@ -471,7 +509,7 @@ pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
                 continue;
             }
         };
-        for (account, outcome) in sync_concurrently(&state, due).await {
+        for (account, outcome) in sync_concurrently(&state, due, false).await {
             match outcome {
                 Ok(counts) => tracing::info!(waba = %account.waba_id, ?counts, "background sync"),
                 Err(err) => {

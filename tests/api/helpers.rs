@@ -146,6 +146,14 @@ impl TestApp {
         }
     }
 
+    /// As if the coalescing window had passed: the next manual sync calls Meta again.
+    pub fn forget_recent_syncs(&self) {
+        use diesel::connection::SimpleConnection;
+        self.raw_connection()
+            .batch_execute("UPDATE whatsapp_accounts SET last_synced_at = '2000-01-01 00:00:00'")
+            .expect("age the last syncs");
+    }
+
     /// A connection of the test's own to its database, outside the server's pool.
     pub fn raw_connection(&self) -> db::DbConnection {
         let url = match &self._database {
@@ -292,6 +300,7 @@ impl TestApp {
             status: AccountStatus::Connected,
             last_synced_at: Some(now),
             last_sync_error: None,
+            last_sync_counts: None,
             sync_lease_until: None,
             sync_lease_owner: None,
             created_at: now,

@@ -85,7 +85,9 @@ async fn connect(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     .await
 }
 
+/// A manual sync that reaches Meta (the last one is aged past the coalescing window first).
 async fn sync_now(app: &TestApp, token: &str) -> Value {
+    app.forget_recent_syncs();
     let response = app
         .request(
             Method::POST,
@@ -488,6 +490,7 @@ async fn sync_adds_updates_and_removes_and_records_quality_changes() {
     )
     .await;
 
+    app.forget_recent_syncs();
     let response = app
         .request(
             Method::POST,
@@ -569,6 +572,7 @@ async fn a_rejected_token_marks_the_account_for_reconnection() {
         .unwrap()
         .to_owned();
 
+    app.forget_recent_syncs();
     let response = app
         .request(
             Method::POST,
@@ -1352,6 +1356,7 @@ async fn a_sync_whose_lease_lapsed_and_was_taken_stops_and_writes_nothing() {
         .mount(&server)
         .await;
     let sync_path = format!("/api/v1/whatsapp/accounts/{account}/sync");
+    app.forget_recent_syncs();
     let start = |app_client: reqwest::Client, url: String, token: String| {
         tokio::spawn(async move {
             app_client
@@ -1449,4 +1454,54 @@ async fn a_number_another_workspace_holds_is_reported_on_the_sync_not_taken() {
         ours["data"][0]["phone_number_id"], "9001",
         "it stayed where it was"
     );
+}
+
+#[tokio::test]
+async fn a_sync_asked_for_moments_after_another_answers_its_result_without_calling_meta() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![
+            node("8201", "+1 555-000-8201", "CLOUD_API", "GREEN"),
+            node("8202", "+1 555-000-8202", "CLOUD_API", "GREEN"),
+        ],
+    )
+    .await;
+    let listings = || async {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/phone_numbers"))
+            .count()
+    };
+    let after_connect = listings().await;
+    // The button pressed again and again: the connect's sync answers, and Meta hears nothing.
+    for _ in 0..5 {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/phone-numbers/sync",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let result: Value = response.json().await.unwrap();
+        assert_eq!(
+            (result["added"].clone(), result["removed"].clone()),
+            (json!(2), json!(0))
+        );
+    }
+    assert_eq!(
+        listings().await,
+        after_connect,
+        "no call to Meta within the window"
+    );
+    // Past the window a sync reaches Meta again.
+    app.forget_recent_syncs();
+    let result = sync_now(&app, &token).await;
+    assert_eq!(result["added"], 0);
+    assert_eq!(listings().await, after_connect + 1);
 }

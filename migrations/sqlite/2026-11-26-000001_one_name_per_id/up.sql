@@ -22,3 +22,7 @@ ALTER TABLE phone_numbers ADD COLUMN registration_last_error_code BIGINT;
 -- Leases have owners: only the attempt (or sync) that took one renews or releases it.
 ALTER TABLE phone_numbers ADD COLUMN registration_lease_owner TEXT;
 ALTER TABLE whatsapp_accounts ADD COLUMN sync_lease_owner TEXT;
+
+-- What the last successful sync changed, so a manual sync moments later answers it again
+-- instead of calling Meta (JSON: {"added", "updated", "removed"}).
+ALTER TABLE whatsapp_accounts ADD COLUMN last_sync_counts TEXT;
