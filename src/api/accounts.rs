@@ -141,6 +141,7 @@ impl utoipa::ToSchema for ConnectAccount {}
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_connected_elsewhere`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`signup_code_invalid`: the code expired or was used (open the popup again); `meta_permission_missing`: the token lacks a permission", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`waba_call_budget_spent`: this WABA used this hour's share of Meta's call limit; wait `retry_after_seconds`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`meta_error`: Meta refused otherwise (bad token) or could not be reached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -206,6 +207,7 @@ pub async fn list_whatsapp_accounts(
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`sync_in_progress` or `account_needs_reconnect`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`waba_call_budget_spent`: this WABA used this hour's share of Meta's call limit; wait `retry_after_seconds`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`meta_error`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -307,6 +307,7 @@ pub async fn list_quality_events(
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`sync_in_progress` (the only account is being synced) or `account_needs_reconnect` (every account's token was rejected)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`waba_call_budget_spent`: this WABA used this hour's share of Meta's call limit; wait `retry_after_seconds`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`meta_error`: every account failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

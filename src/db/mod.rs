@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod graph_calls;
 pub mod models;
 pub mod phone_numbers;
 pub mod registration;

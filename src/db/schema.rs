@@ -119,6 +119,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    graph_calls (id) {
+        id -> Text,
+        waba_id -> Text,
+        called_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
     whatsapp_accounts,
@@ -127,4 +135,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     registration_attempts,
     quality_events,
     audit_events,
+    graph_calls,
 );

@@ -33,6 +33,23 @@ fn version_number(version: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Meta's limit on calls to a WABA's management endpoints (`GET /{WABA}`, its `phone_numbers`,
+/// `subscribed_apps`, and `GET` on a number): per hour, per app (reference §6).
+pub const WABA_CALLS_PER_HOUR: i64 = 200;
+/// The same limit once the WABA has a registered number ("active").
+pub const ACTIVE_WABA_CALLS_PER_HOUR: i64 = 5000;
+
+/// The service's own budget of such calls, per WABA and hour: four fifths of Meta's, so manual
+/// and background work together never reach Meta's limit (which would block the WABA).
+pub fn waba_call_budget(active: bool) -> i64 {
+    let limit = if active {
+        ACTIVE_WABA_CALLS_PER_HOUR
+    } else {
+        WABA_CALLS_PER_HOUR
+    };
+    limit * 4 / 5
+}
+
 /// Numbers asked for per page of `GET /{WABA}/phone_numbers`: the largest page Meta's spec allows
 /// (its default is 25), so a sync spends as few of the WABA's Graph calls as it can.
 pub const PHONE_NUMBERS_PAGE_SIZE: &str = "100";

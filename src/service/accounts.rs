@@ -136,6 +136,12 @@ pub async fn connect(
             access_token,
         } => (access_token.expose().to_owned(), waba_id, None),
     };
+    // Reading the WABA and subscribing to it are two calls of its budget.
+    let waba = waba_id.clone();
+    state
+        .db
+        .run(move |conn| write_tx(conn, |conn| super::budget::spend(conn, &waba, 2, db::now())))
+        .await?;
     // The name is for display only: a failure to read it does not stop the connection (the
     // subscription and the sync below prove the token).
     let name = match state.meta.get_waba_name(&token, &waba_id).await {

@@ -61,6 +61,9 @@ pub enum ServiceError {
     AccountConnectedElsewhere,
     #[error("This account is being synced right now; its numbers will be current in a moment.")]
     SyncInProgress,
+    /// The service's budget of calls to this WABA for the hour is spent (it stays below Meta's).
+    #[error("This WhatsApp Business Account has used this hour's share of Meta's call limit; try again in {retry_after_seconds} seconds.")]
+    WabaCallBudgetSpent { retry_after_seconds: u64 },
     /// Embedded Signup's code was refused: it expired (30 seconds), or was used already.
     #[error("Meta refused the signup code: it expired or was already used. Open the Embedded Signup popup again. ({})", .0.user_sentence())]
     SignupCodeInvalid(MetaError),
@@ -113,6 +116,7 @@ impl ServiceError {
         match self {
             ServiceError::RegistrationLimitReached { .. }
             | ServiceError::SyncInProgress
+            | ServiceError::WabaCallBudgetSpent { .. }
             | ServiceError::Unavailable(_) => Some(true),
             ServiceError::Meta(e) => Some(e.retryable()),
             ServiceError::SignupCodeInvalid(_) | ServiceError::MetaPermissionMissing(_) => {
@@ -131,6 +135,9 @@ impl ServiceError {
             } => Some(*retry_after_seconds),
             ServiceError::Meta(e) => e.retry_after_seconds(),
             ServiceError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            ServiceError::WabaCallBudgetSpent {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod budget;
 pub mod error;
 pub mod phone_numbers;
 pub mod registration;

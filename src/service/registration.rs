@@ -111,7 +111,18 @@ async fn register_claimed(
 
     match outcome {
         Ok(()) => {
-            let reread = state.meta.get_phone_number(&token, &meta_id).await;
+            // Re-reading the number is a call of its WABA's budget; past it, Meta's yes suffices.
+            let waba = claim.account.waba_id.clone();
+            let spent = state
+                .db
+                .run(move |conn| {
+                    write_tx(conn, |conn| super::budget::spend(conn, &waba, 1, db::now()))
+                })
+                .await;
+            let reread = match spent {
+                Ok(()) => state.meta.get_phone_number(&token, &meta_id).await,
+                Err(err) => Err(MetaError::Unexpected(err.diagnostic())),
+            };
             if let Err(err) = &reread {
                 tracing::warn!(meta_phone_number_id = %meta_id, error = %err, "registered, but re-reading the number failed");
             }

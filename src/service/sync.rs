@@ -11,7 +11,7 @@ use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow}
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx, DbConnection};
 use crate::domain::{
     digits, search_key, AccountId, AccountStatus, LeaseOwner, MetaPhoneNumberId, PhoneNumberId,
-    PlatformType, QualityEventId, QualityEventSource, QualityRating, RegistrationState,
+    PlatformType, QualityEventId, QualityEventSource, QualityRating, RegistrationState, WabaId,
     WorkspaceId,
 };
 use crate::meta::{MetaError, MetaPhoneNumber};
@@ -30,22 +30,23 @@ struct SyncLease {
 }
 
 impl SyncLease {
-    /// Extends the lease if this sync still holds it; a sync that lost it stops.
-    async fn renew(&self, state: &AppState) -> Result<(), ServiceError> {
-        let lease = *self;
-        let held = state
+    /// Before a page: extends the lease if this sync still holds it (a sync that lost it stops)
+    /// and spends a call of the WABA's budget (a sync past it waits).
+    async fn before_page(&self, state: &AppState, waba: &WabaId) -> Result<(), ServiceError> {
+        let (lease, waba) = (*self, waba.clone());
+        state
             .db
             .run(move |conn| {
-                let now = db::now();
-                accounts::renew_sync(conn, lease.account, lease.owner, now, now + lease.length)
-                    .map_err(ServiceError::from)
+                write_tx(conn, |conn| {
+                    let now = db::now();
+                    let until = now + lease.length;
+                    if !accounts::renew_sync(conn, lease.account, lease.owner, now, until)? {
+                        return Err(ServiceError::SyncInProgress);
+                    }
+                    super::budget::spend(conn, &waba, 1, now)
+                })
             })
-            .await?;
-        if held {
-            Ok(())
-        } else {
-            Err(ServiceError::SyncInProgress)
-        }
+            .await
     }
 }
 /// Guard against a Meta that keeps answering with a next page.
@@ -186,14 +187,14 @@ pub fn apply_to_row(
 async fn fetch_all(
     state: &AppState,
     token: &str,
-    waba_id: &crate::domain::WabaId,
+    waba_id: &WabaId,
     lease: &SyncLease,
 ) -> Result<Vec<MetaPhoneNumber>, ServiceError> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     let mut seen_cursors = HashSet::new();
     for _ in 0..MAX_PAGES {
-        lease.renew(state).await?;
+        lease.before_page(state, waba_id).await?;
         let page = state
             .meta
             .list_phone_numbers(token, waba_id, after.as_deref())

@@ -1505,3 +1505,70 @@ async fn a_sync_asked_for_moments_after_another_answers_its_result_without_calli
     assert_eq!(result["added"], 0);
     assert_eq!(listings().await, after_connect + 1);
 }
+
+#[tokio::test]
+async fn a_waba_past_its_hours_call_budget_waits_with_429_and_meta_hears_nothing() {
+    use diesel::connection::SimpleConnection;
+    let server = MockServer::start().await;
+    // Not registered yet: Meta's lower limit (200 an hour) applies, of which the service uses 160.
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8301", "+1 555-000-8301", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let spent = |app: &crate::helpers::TestApp| {
+        use diesel::prelude::*;
+        diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM graph_calls WHERE waba_id = '{WABA}'"
+        ))
+        .get_result::<Count>(&mut app.raw_connection())
+        .unwrap()
+        .n
+    };
+    assert_eq!(
+        spent(&app),
+        3,
+        "connect: the WABA, the subscription, one page"
+    );
+
+    // The rest of the hour's budget goes elsewhere (other syncs, other instances).
+    let now = if app.sqlite_file().is_some() {
+        "CURRENT_TIMESTAMP"
+    } else {
+        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+    };
+    let inserts: String = (0..157)
+        .map(|i| format!("INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('fill-{i}', '{WABA}', {now});"))
+        .collect();
+    app.raw_connection().batch_execute(&inserts).unwrap();
+    let listings_before = server.received_requests().await.unwrap().len();
+
+    app.forget_recent_syncs();
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let problem = assert_problem(response, 429, "waba_call_budget_spent").await;
+    assert_eq!(problem["retry_after_seconds"].as_u64(), Some(retry_after));
+    assert!(retry_after > 0 && retry_after <= 3600, "{retry_after}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        listings_before
+    );
+    assert_eq!(spent(&app), 160, "a refused call is not recorded");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}

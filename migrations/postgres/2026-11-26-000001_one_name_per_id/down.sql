@@ -1,3 +1,4 @@
+DROP TABLE graph_calls;
 ALTER TABLE whatsapp_accounts DROP COLUMN last_sync_counts;
 ALTER TABLE whatsapp_accounts DROP COLUMN sync_lease_owner;
 ALTER TABLE phone_numbers DROP COLUMN registration_lease_owner;

@@ -26,3 +26,12 @@ ALTER TABLE whatsapp_accounts ADD COLUMN sync_lease_owner TEXT;
 -- What the last successful sync changed, so a manual sync moments later answers it again
 -- instead of calling Meta (JSON: {"added", "updated", "removed"}).
 ALTER TABLE whatsapp_accounts ADD COLUMN last_sync_counts TEXT;
+
+-- Every call to a WABA's management endpoints, for the service's own budget below Meta's
+-- (200 an hour per WABA; 5,000 once it has a registered number).
+CREATE TABLE graph_calls (
+    id          TEXT PRIMARY KEY,
+    waba_id     TEXT NOT NULL,
+    called_at   TIMESTAMP NOT NULL
+);
+CREATE INDEX graph_calls_by_waba ON graph_calls (waba_id, called_at);
