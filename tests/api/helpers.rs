@@ -85,6 +85,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// An app whose Meta is the Graph client pointed at `meta` (a server answering like Meta).
 pub async fn spawn_app_with_meta(meta: &wiremock::MockServer) -> TestApp {
+    spawn_app_with_meta_and(meta, |_| {}).await
+}
+
+/// The same, with more settings changed by `configure`.
+pub async fn spawn_app_with_meta_and(
+    meta: &wiremock::MockServer,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let uri = meta.uri();
     spawn_app_with(move |settings| {
         settings.meta_app = Some(MetaApp {
@@ -94,6 +102,7 @@ pub async fn spawn_app_with_meta(meta: &wiremock::MockServer) -> TestApp {
             webhook_verify_token: Some("verify-me".into()),
         });
         settings.meta_graph_url = uri;
+        configure(settings);
     })
     .await
 }

@@ -1025,18 +1025,8 @@ async fn a_number_added_again_in_meta_under_a_new_id_keeps_its_row_and_agent() {
 #[tokio::test]
 async fn the_background_sync_picks_up_numbers_added_in_meta() {
     let server = MockServer::start().await;
-    let app = crate::helpers::spawn_app_with({
-        let uri = server.uri();
-        move |settings| {
-            settings.meta_app = Some(whatsapp_numbers::config::MetaApp {
-                app_id: META_APP_ID.into(),
-                app_secret: META_APP_SECRET.into(),
-                es_config_id: None,
-                webhook_verify_token: None,
-            });
-            settings.meta_graph_url = uri;
-            settings.sync_interval_seconds = 1;
-        }
+    let app = crate::helpers::spawn_app_with_meta_and(&server, |settings| {
+        settings.sync_interval_seconds = 1;
     })
     .await;
     mount_waba(&server, WABA, TOKEN).await;
@@ -1233,16 +1223,8 @@ async fn a_proxys_page_answering_register_does_not_mark_the_number_registered() 
 #[tokio::test]
 async fn a_click_whose_lease_lapsed_and_was_taken_makes_no_further_call_and_frees_nothing() {
     let server = MockServer::start().await;
-    let uri = server.uri();
     // Retries wait 1.5 s: the window in which the first click's lease is made to lapse.
-    let app = crate::helpers::spawn_app_with(move |settings| {
-        settings.meta_app = Some(whatsapp_numbers::config::MetaApp {
-            app_id: META_APP_ID.into(),
-            app_secret: META_APP_SECRET.into(),
-            es_config_id: None,
-            webhook_verify_token: None,
-        });
-        settings.meta_graph_url = uri;
+    let app = crate::helpers::spawn_app_with_meta_and(&server, |settings| {
         settings.register_retry_base_ms = 1500;
     })
     .await;
