@@ -111,7 +111,16 @@ async fn register(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
 }
 
 async fn connected_app(server: &MockServer, numbers: Vec<Value>) -> (TestApp, String) {
-    let app = spawn_app_with_meta(server).await;
+    connected_app_with(server, numbers, |_| {}).await
+}
+
+/// The same, with more settings changed by `configure`.
+async fn connected_app_with(
+    server: &MockServer,
+    numbers: Vec<Value>,
+    configure: impl FnOnce(&mut whatsapp_numbers::config::Settings),
+) -> (TestApp, String) {
+    let app = crate::helpers::spawn_app_with_meta_and(server, configure).await;
     mount_waba(server, WABA, TOKEN).await;
     mount_numbers(server, WABA, vec![numbers]).await;
     let token = app.editor("ws");
@@ -1224,25 +1233,12 @@ async fn a_proxys_page_answering_register_does_not_mark_the_number_registered() 
 async fn a_click_whose_lease_lapsed_and_was_taken_makes_no_further_call_and_frees_nothing() {
     let server = MockServer::start().await;
     // Retries wait 1.5 s: the window in which the first click's lease is made to lapse.
-    let app = crate::helpers::spawn_app_with_meta_and(&server, |settings| {
-        settings.register_retry_base_ms = 1500;
-    })
-    .await;
-    mount_waba(&server, WABA, TOKEN).await;
-    mount_numbers(
+    let (app, token) = connected_app_with(
         &server,
-        WABA,
-        vec![vec![node(
-            "7801",
-            "+1 555-000-7801",
-            "NOT_APPLICABLE",
-            "GREEN",
-        )]],
+        vec![node("7801", "+1 555-000-7801", "NOT_APPLICABLE", "GREEN")],
+        |settings| settings.register_retry_base_ms = 1500,
     )
     .await;
-    let token = app.editor("ws");
-    let body = json!({"waba_id": WABA, "access_token": TOKEN});
-    assert_eq!(connect(&app, &token, body).await.status(), 201);
     let id = number_id(&app, &token, "7801").await;
     mount_register(
         &server,
