@@ -218,7 +218,7 @@ pub async fn sync_whatsapp_account(
     Editor(caller): Editor,
     id: web::Path<AccountId>,
 ) -> Result<web::Json<SyncResult>, ApiError> {
-    let (_, counts) = service::sync_one(&state, &caller.workspace_id, id.into_inner()).await?;
+    let (_, counts) = service::sync_one(&state, &caller, id.into_inner()).await?;
     Ok(web::Json(SyncResult::new(counts, Vec::new())))
 }
 

@@ -317,7 +317,7 @@ pub async fn sync_phone_numbers(
     state: web::Data<AppState>,
     Editor(caller): Editor,
 ) -> Result<web::Json<SyncResult>, ApiError> {
-    let mut result = sync::sync_workspace(&state, &caller.workspace_id).await?;
+    let mut result = sync::sync_workspace(&state, &caller).await?;
     if !result.failed.is_empty() && result.failed.len() == result.accounts {
         return Err(result.failed.swap_remove(0).1.into());
     }

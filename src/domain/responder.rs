@@ -143,6 +143,51 @@ pub struct ValidResponder {
     pub secret: SecretChange,
 }
 
+impl ValidResponder {
+    /// What this responder changes against `current`, named as the API names the fields
+    /// (`responder.kind`, `responder.openai.model`, `responder.webhook.secret`, ...): a secret by
+    /// its name only, since its value is never recorded.
+    pub fn changed_fields(&self, current: &Responder) -> Vec<String> {
+        let (kind, was) = (self.settings.kind(), current.kind());
+        let fields = |r: &Responder| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|mut v| v.get_mut(r.kind().as_str()).map(serde_json::Value::take))
+                .and_then(|v| match v {
+                    serde_json::Value::Object(map) => Some(map),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let (before, after) = (fields(current), fields(&self.settings));
+        let mut changed = Vec::new();
+        if kind != was {
+            changed.push("responder.kind".to_owned());
+        }
+        // The `*_set` flags mirror the secret, which is named below from what was sent.
+        changed.extend(
+            after
+                .iter()
+                .filter(|(key, value)| {
+                    !key.ends_with("_set") && (kind != was || before.get(*key) != Some(*value))
+                })
+                .map(|(key, _)| format!("responder.{}.{key}", kind.as_str())),
+        );
+        let secret = |kind: ResponderKind| match kind {
+            ResponderKind::Openai => Some("responder.openai.api_key"),
+            ResponderKind::Webhook => Some("responder.webhook.secret"),
+            ResponderKind::Faq => None,
+        };
+        let touched = match self.secret {
+            SecretChange::Keep => None,
+            SecretChange::Set(_) => secret(kind),
+            SecretChange::Clear => secret(was),
+        };
+        changed.extend(touched.map(str::to_owned));
+        changed
+    }
+}
+
 /// Which URLs an agent may be given beyond `https`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
@@ -376,6 +421,43 @@ mod tests {
                 .unwrap()
                 .secret,
             SecretChange::Clear
+        );
+    }
+
+    #[test]
+    fn changed_fields_name_what_changed_and_a_secret_only_by_name() {
+        let policy = UrlPolicy::default();
+        let created = openai(Some("sk-123")).validate(None, policy).unwrap();
+        let same = openai(None)
+            .validate(Some(&created.settings), policy)
+            .unwrap();
+        assert!(same.changed_fields(&created.settings).is_empty());
+        let mut input = openai(Some("sk-456"));
+        if let ResponderInput::Openai { openai } = &mut input {
+            openai.model = "gpt-4o".into();
+        }
+        let new_key = input.validate(Some(&created.settings), policy).unwrap();
+        let changed = new_key.changed_fields(&created.settings);
+        assert_eq!(
+            changed,
+            ["responder.openai.model", "responder.openai.api_key"]
+        );
+        assert!(!format!("{changed:?}").contains("sk-456"));
+        let to_faq = ResponderInput::Faq {
+            faq: FaqSettings {
+                entries: vec![],
+                fallback: Some("Hi".into()),
+            },
+        };
+        let faq = to_faq.validate(Some(&created.settings), policy).unwrap();
+        assert_eq!(
+            faq.changed_fields(&created.settings),
+            [
+                "responder.kind",
+                "responder.faq.entries",
+                "responder.faq.fallback",
+                "responder.openai.api_key"
+            ]
         );
     }
 

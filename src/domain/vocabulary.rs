@@ -189,6 +189,9 @@ text_enum! {
         AgentCreated = "agent.created",
         AgentUpdated = "agent.updated",
         AgentDeleted = "agent.deleted",
+        AccountConnected = "account.connected",
+        AccountReconnected = "account.reconnected",
+        AccountSynced = "account.synced",
     }
 }
 

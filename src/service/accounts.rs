@@ -2,11 +2,13 @@
 
 use super::phone_numbers::NumberRecord;
 use super::sync::{sync_account, SyncCounts};
-use super::ServiceError;
+use super::{audit_row, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::AccountRow;
-use crate::db::{self, accounts, write_tx};
-use crate::domain::{AccountId, AccountStatus, RuleError, Secret, WabaId, WorkspaceId};
+use crate::db::{self, accounts, audit, write_tx};
+use crate::domain::{
+    AccountId, AccountStatus, AuditAction, RuleError, Secret, WabaId, WorkspaceId,
+};
 use crate::meta::codes::{AUTH_CODE_EXPIRED, AUTH_CODE_USED, INVALID_PARAMETER};
 use crate::meta::{MetaError, TokenInfo};
 use crate::state::AppState;
@@ -160,14 +162,15 @@ pub async fn connect(
         .map_err(token_error)?;
 
     let token_enc = state.secrets.encrypt(&token);
+    let who = caller.clone();
     let (account, created) = state
         .db
         .run(move |conn| {
             write_tx(conn, |conn| {
                 let now = db::now();
-                match accounts::by_waba(conn, &waba_id)? {
+                let (row, created) = match accounts::by_waba(conn, &waba_id)? {
                     Some(existing) if existing.workspace_id != ws => {
-                        Err(ServiceError::AccountConnectedElsewhere)
+                        return Err(ServiceError::AccountConnectedElsewhere)
                     }
                     Some(existing) => {
                         accounts::replace_token(
@@ -180,7 +183,7 @@ pub async fn connect(
                         )?;
                         let row = accounts::get(conn, &ws, existing.id)?
                             .ok_or_else(|| ServiceError::Internal("account vanished".into()))?;
-                        Ok((row, false))
+                        (row, false)
                     }
                     None => {
                         let row = AccountRow {
@@ -206,9 +209,21 @@ pub async fn connect(
                                 e.into()
                             }
                         })?;
-                        Ok((row, true))
+                        (row, true)
                     }
-                }
+                };
+                let detail = AuditDetail {
+                    account_id: Some(row.id),
+                    waba_id: Some(row.waba_id.clone()),
+                    ..AuditDetail::default()
+                };
+                let action = if created {
+                    AuditAction::AccountConnected
+                } else {
+                    AuditAction::AccountReconnected
+                };
+                audit::insert(conn, &audit_row(&who, action, None, None, &detail))?;
+                Ok((row, created))
             })
         })
         .await?;
@@ -264,11 +279,12 @@ pub async fn get(
 /// Syncs one account of the workspace now.
 pub async fn sync_one(
     state: &AppState,
-    workspace: &WorkspaceId,
+    caller: &Principal,
     id: AccountId,
 ) -> Result<(AccountRecord, SyncCounts), ServiceError> {
+    let workspace = &caller.workspace_id;
     let account = get(state, workspace, id).await?;
-    let counts = super::sync::sync_manually(state, &account.row).await?;
+    let counts = super::sync::sync_manually(state, caller, &account.row).await?;
     Ok((get(state, workspace, id).await?, counts))
 }
 

@@ -229,10 +229,25 @@ pub async fn update(
                     e.into()
                 }
             })?;
+            let mut changed_fields = Vec::new();
+            if name.as_ref().is_some_and(|n| *n != current.row.name) {
+                changed_fields.push("name".to_owned());
+            }
+            if changes
+                .description
+                .as_ref()
+                .is_some_and(|d| *d != current.row.description)
+            {
+                changed_fields.push("description".to_owned());
+            }
+            if let Some(responder) = &responder {
+                changed_fields.extend(responder.changed_fields(&current.responder));
+            }
             let detail = AuditDetail {
-                agent_name: name.clone(),
-                description_changed: Some(changes.description.is_some()),
+                agent_name: Some(name.clone().unwrap_or_else(|| current.row.name.clone())),
+                description_changed: Some(changed_fields.iter().any(|f| f == "description")),
                 responder_kind: changes.responder_kind,
+                changed_fields: Some(changed_fields),
                 ..AuditDetail::default()
             };
             let action = AuditAction::AgentUpdated;

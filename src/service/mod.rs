@@ -65,9 +65,23 @@ pub struct AuditDetail {
     /// Whether an agent's description changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description_changed: Option<bool>,
-    /// Why the change happened when nobody asked for it directly, e.g. `agent_deleted`.
+    /// Why the change happened when nobody asked for it directly, e.g. `agent_deleted`; for a
+    /// manual sync, `coalesced` (answered from a sync moments before) or `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Which of an agent's fields an update changed, e.g. `name`, `responder.openai.model`,
+    /// `responder.openai.api_key` (a secret is named, its value never recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_fields: Option<Vec<String>>,
+    /// Our id of the WhatsApp Business Account concerned (connect, re-connect, sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<crate::domain::AccountId>,
+    /// Meta's id of that WhatsApp Business Account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<crate::domain::WabaId>,
+    /// What a manual sync found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_counts: Option<sync::SyncCounts>,
 }
 
 /// Builds an audit row for `caller`.

@@ -6,13 +6,16 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 
-use super::ServiceError;
+use super::{audit_row, AuditDetail, ServiceError};
+use crate::auth::Principal;
 use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow};
-use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx, DbConnection};
+use crate::db::{
+    self, accounts, audit, phone_numbers as numbers, registration, write_tx, DbConnection,
+};
 use crate::domain::{
-    digits, search_key, AccountId, AccountStatus, LeaseOwner, MetaPhoneNumberId, PhoneNumberId,
-    PlatformType, QualityEventId, QualityEventSource, QualityRating, RegistrationState, WabaId,
-    WorkspaceId,
+    digits, search_key, AccountId, AccountStatus, AuditAction, LeaseOwner, MetaPhoneNumberId,
+    PhoneNumberId, PlatformType, QualityEventId, QualityEventSource, QualityRating,
+    RegistrationState, WabaId,
 };
 use crate::meta::{MetaError, MetaPhoneNumber};
 use crate::state::AppState;
@@ -275,6 +278,7 @@ pub async fn sync_account(
 /// ([`COALESCE_MANUAL_SYNCS`]) answers that sync's result without calling Meta.
 pub async fn sync_manually(
     state: &AppState,
+    caller: &Principal,
     account: &AccountRow,
 ) -> Result<SyncCounts, ServiceError> {
     let recent = account
@@ -282,14 +286,35 @@ pub async fn sync_manually(
         .is_some_and(|at| db::now() - at < COALESCE_MANUAL_SYNCS)
         && account.last_sync_error.is_none()
         && account.status == AccountStatus::Connected;
-    if let Some(counts) = recent
+    let coalesced = recent
         .then_some(account.last_sync_counts.as_deref())
         .flatten()
-        .and_then(|json| serde_json::from_str::<SyncCounts>(json).ok())
-    {
-        return Ok(counts);
+        .and_then(|json| serde_json::from_str::<SyncCounts>(json).ok());
+    let (outcome, reason) = match coalesced {
+        Some(counts) => (Ok(counts), Some("coalesced")),
+        None => {
+            let outcome = sync_account(state, account).await;
+            let reason = outcome.is_err().then_some("failed");
+            (outcome, reason)
+        }
+    };
+    // Who asked, and what it found; the sync stands even if its audit entry cannot be written.
+    let detail = AuditDetail {
+        account_id: Some(account.id),
+        waba_id: Some(account.waba_id.clone()),
+        sync_counts: outcome.as_ref().ok().cloned(),
+        reason: reason.map(str::to_owned),
+        ..AuditDetail::default()
+    };
+    let row = audit_row(caller, AuditAction::AccountSynced, None, None, &detail);
+    let written: Result<_, ServiceError> = state
+        .db
+        .run(move |conn| write_tx(conn, |conn| Ok(audit::insert(conn, &row)?)))
+        .await;
+    if let Err(err) = written {
+        tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "could not record a manual sync");
     }
-    sync_account(state, account).await
+    outcome
 }
 
 async fn fetch_and_apply(
@@ -436,9 +461,9 @@ pub struct WorkspaceSync {
 /// Syncs every account of the workspace; one account's failure does not stop the others.
 pub async fn sync_workspace(
     state: &AppState,
-    workspace: &WorkspaceId,
+    caller: &Principal,
 ) -> Result<WorkspaceSync, ServiceError> {
-    let ws = workspace.clone();
+    let ws = caller.workspace_id.clone();
     let accounts = state
         .db
         .run(move |conn| accounts::list(conn, &ws).map_err(ServiceError::from))
@@ -448,7 +473,7 @@ pub async fn sync_workspace(
         failed: Vec::new(),
         accounts: accounts.len(),
     };
-    for (account, outcome) in sync_concurrently(state, accounts, true).await {
+    for (account, outcome) in sync_concurrently(state, accounts, Some(caller)).await {
         match outcome {
             Ok(counts) => result.counts += counts,
             Err(err) => result.failed.push((account, err)),
@@ -461,23 +486,24 @@ pub async fn sync_workspace(
 const CONCURRENT_SYNCS: usize = 4;
 
 /// Syncs the accounts, several at a time, each on its own task; results in the accounts' order.
-/// `manual`: someone asked, so recent results are answered again ([`sync_manually`]).
+/// `requested_by`: someone asked, so recent results are answered again and the sync is audited
+/// ([`sync_manually`]).
 async fn sync_concurrently(
     state: &AppState,
     accounts: Vec<AccountRow>,
-    manual: bool,
+    requested_by: Option<&Principal>,
 ) -> Vec<(AccountRow, Result<SyncCounts, ServiceError>)> {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SYNCS));
     let tasks: Vec<_> = accounts
         .into_iter()
         .map(|account| {
             let (state, permits) = (state.clone(), permits.clone());
+            let requested_by = requested_by.cloned();
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let outcome = if manual {
-                    sync_manually(&state, &account).await
-                } else {
-                    sync_account(&state, &account).await
+                let outcome = match &requested_by {
+                    Some(caller) => sync_manually(&state, caller, &account).await,
+                    None => sync_account(&state, &account).await,
                 };
                 (account, outcome)
             })
@@ -510,7 +536,7 @@ pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
                 continue;
             }
         };
-        for (account, outcome) in sync_concurrently(&state, due, false).await {
+        for (account, outcome) in sync_concurrently(&state, due, None).await {
             match outcome {
                 Ok(counts) => tracing::info!(waba = %account.waba_id, ?counts, "background sync"),
                 Err(err) => {

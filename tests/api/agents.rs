@@ -488,3 +488,61 @@ async fn a_stored_secret_never_follows_a_url_to_a_new_host() {
         .await;
     assert_problem(response, 400, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn an_update_is_audited_with_the_fields_it_changed_never_a_secret() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    let agent: Value = app
+        .request(
+            Method::POST,
+            "/api/v1/agents",
+            Some(&token),
+            Some(openai_agent("Sales", "sk-live-first")),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = agent["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/agents/{id}");
+    let patch = |body: Value| {
+        let (app, path, token) = (&app, &path, &token);
+        async move {
+            let response = app
+                .request(Method::PATCH, path, Some(token), Some(body))
+                .await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    patch(json!({"name": "Sales EU", "description": "EU hours"})).await;
+    patch(json!({"responder": {"kind": "openai", "openai": {
+        "base_url": "https://llm.example/v1", "model": "gpt-4o", "api_key": "sk-live-second",
+        "system_prompt": "Be brief.", "history_messages": 6
+    }}}))
+    .await;
+    // Sending what is already there changes nothing, and says so.
+    patch(json!({"name": "Sales EU"})).await;
+
+    let events = app.audit(&token, &format!("agent_id={id}")).await;
+    let updates: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "agent.updated")
+        .collect();
+    let changed: Vec<&Value> = updates
+        .iter()
+        .map(|e| &e["detail"]["changed_fields"])
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            &json!([]),
+            &json!(["responder.openai.model", "responder.openai.api_key"]),
+            &json!(["name", "description"]),
+        ],
+        "newest first"
+    );
+    assert_eq!(updates[2]["detail"]["agent_name"], "Sales EU");
+    let trail = serde_json::to_string(&events).unwrap();
+    assert!(!trail.contains("sk-live"), "no key in the audit trail");
+}

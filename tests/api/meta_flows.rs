@@ -1550,3 +1550,61 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+#[tokio::test]
+async fn connect_reconnect_and_manual_syncs_are_audited_with_who_and_which_waba() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8301", "+1 555-000-8301", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    let account = app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = connect(
+        &app,
+        &token,
+        json!({"waba_id": WABA, "access_token": TOKEN}),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    // One sync answered from the re-connect's moments before, one that reaches Meta.
+    let path = format!("/api/v1/whatsapp/accounts/{account}/sync");
+    let coalesced = app.request(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(coalesced.status(), 200);
+    app.forget_recent_syncs();
+    let synced = app.request(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(synced.status(), 200);
+
+    let events = app.audit(&token, "").await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "account.synced",
+            "account.synced",
+            "account.reconnected",
+            "account.connected"
+        ]
+    );
+    for event in &events {
+        assert_eq!(event["actor"], "tester");
+        assert_eq!(event["detail"]["account_id"], account.as_str());
+        assert_eq!(event["detail"]["waba_id"], WABA);
+    }
+    assert_eq!(events[1]["detail"]["reason"], "coalesced");
+    assert!(events[0]["detail"].get("reason").is_none());
+    assert_eq!(
+        events[0]["detail"]["sync_counts"],
+        json!({"added": 0, "updated": 0, "removed": 0})
+    );
+    let trail = serde_json::to_string(&events).unwrap();
+    assert!(!trail.contains(TOKEN), "no token in the audit trail");
+    // Another workspace sees none of it.
+    assert!(app.audit(&app.editor("other-ws"), "").await.is_empty());
+}
