@@ -17,6 +17,11 @@ pub fn spend(
     now: NaiveDateTime,
 ) -> QueryResult<Result<(), NaiveDateTime>> {
     let hour_ago = now - chrono::TimeDelta::hours(1);
+    // Calls that left the hour count for nothing: the table keeps about an hour per WABA.
+    diesel::delete(graph_calls::table)
+        .filter(graph_calls::waba_id.eq(waba))
+        .filter(graph_calls::called_at.le(hour_ago))
+        .execute(conn)?;
     let mut recent: Vec<NaiveDateTime> = graph_calls::table
         .filter(graph_calls::waba_id.eq(waba))
         .filter(graph_calls::called_at.gt(hour_ago))
@@ -42,4 +47,46 @@ pub fn spend(
             .execute(conn)?;
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel_migrations::MigrationHarness;
+
+    use super::*;
+    use crate::db::SQLITE_MIGRATIONS;
+
+    fn rows(conn: &mut DbConnection, waba: &WabaId) -> i64 {
+        graph_calls::table
+            .filter(graph_calls::waba_id.eq(waba))
+            .count()
+            .get_result(conn)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_budget_is_a_sliding_hour_and_calls_that_left_it_are_deleted() {
+        let mut sqlite = diesel::SqliteConnection::establish(":memory:").unwrap();
+        sqlite.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let conn = &mut DbConnection::Sqlite(sqlite);
+        let (waba, other) = (WabaId::from("1"), WabaId::from("2"));
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let minutes = |m| t0 + chrono::TimeDelta::minutes(m);
+
+        assert_eq!(spend(conn, &waba, 3, 5, t0).unwrap(), Ok(()));
+        assert_eq!(spend(conn, &other, 1, 5, t0).unwrap(), Ok(()));
+        assert_eq!(spend(conn, &waba, 2, 5, minutes(10)).unwrap(), Ok(()));
+        // Full: free again when the oldest call leaves the hour.
+        assert_eq!(
+            spend(conn, &waba, 1, 5, minutes(30)).unwrap(),
+            Err(minutes(60))
+        );
+        assert_eq!(rows(conn, &waba), 5, "a refusal records nothing");
+        // An hour on, the first three calls are gone from the table as well as from the count.
+        assert_eq!(spend(conn, &waba, 3, 5, minutes(61)).unwrap(), Ok(()));
+        assert_eq!(rows(conn, &waba), 5);
+        assert_eq!(rows(conn, &other), 1, "another WABA's calls are its own");
+    }
 }
