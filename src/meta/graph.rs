@@ -225,10 +225,8 @@ impl MetaApi for GraphClient {
         after: Option<&str>,
     ) -> Result<PhoneNumberPage, MetaError> {
         let fields = super::phone_number_fields(&self.version);
-        let mut query = vec![
-            ("fields", fields.as_str()),
-            ("limit", super::PHONE_NUMBERS_PAGE_SIZE),
-        ];
+        let limit = super::PHONE_NUMBERS_PAGE_SIZE.to_string();
+        let mut query = vec![("fields", fields.as_str()), ("limit", limit.as_str())];
         if let Some(after) = after {
             query.push(("after", after));
         }

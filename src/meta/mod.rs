@@ -52,7 +52,7 @@ pub fn waba_call_budget(active: bool) -> i64 {
 
 /// Numbers asked for per page of `GET /{WABA}/phone_numbers`: the largest page Meta's spec allows
 /// (its default is 25), so a sync spends as few of the WABA's Graph calls as it can.
-pub const PHONE_NUMBERS_PAGE_SIZE: &str = "100";
+pub const PHONE_NUMBERS_PAGE_SIZE: i64 = 100;
 
 /// A phone number as Meta describes it. Unknown enum values are kept as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -519,15 +519,20 @@ async fn sync_concurrently(
     results
 }
 
-/// Syncs, forever, every connected account not synced within `interval`.
+/// Syncs, forever, every connected account not synced within `interval`, or within the longer
+/// interval its size allows inside its call budget ([`super::budget::background_sync_interval`]).
 pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
     let mut ticker = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
     loop {
         ticker.tick().await;
-        let before = db::now() - TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
+        let now = db::now();
+        let before = now - TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
         let due = match state
             .db
-            .run(move |conn| accounts::due_for_sync(conn, before).map_err(ServiceError::from))
+            .run(move |conn| {
+                let due = accounts::due_for_sync(conn, before)?;
+                Ok::<_, ServiceError>(super::budget::due_within_budget(conn, due, interval, now)?)
+            })
             .await
         {
             Ok(due) => due,
