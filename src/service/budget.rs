@@ -9,16 +9,20 @@ use super::ServiceError;
 use crate::db::models::AccountRow;
 use crate::db::schema::phone_numbers;
 use crate::db::{accounts, graph_calls, DbConnection};
-use crate::domain::{PlatformType, WabaId};
+use crate::domain::{AccountId, PlatformType, WabaId};
 use crate::meta::{waba_call_budget, PHONE_NUMBERS_PAGE_SIZE};
 
 /// Whether Meta counts the WABA as active (a registered number: the higher limit).
 fn is_active(conn: &mut DbConnection, waba: &WabaId) -> QueryResult<bool> {
-    let Some(account) = accounts::by_waba(conn, waba)? else {
-        return Ok(false);
-    };
+    match accounts::by_waba(conn, waba)? {
+        Some(account) => has_registered_number(conn, account.id),
+        None => Ok(false),
+    }
+}
+
+fn has_registered_number(conn: &mut DbConnection, account: AccountId) -> QueryResult<bool> {
     let registered: i64 = phone_numbers::table
-        .filter(phone_numbers::whatsapp_account_id.eq(account.id))
+        .filter(phone_numbers::whatsapp_account_id.eq(account))
         .filter(phone_numbers::removed_at.is_null())
         .filter(phone_numbers::platform_type.eq(PlatformType::CloudApi))
         .count()
@@ -64,8 +68,11 @@ pub(crate) fn due_within_budget(
             .filter(phone_numbers::removed_at.is_null())
             .count()
             .get_result(conn)?;
-        let interval =
-            background_sync_interval(configured, numbers, is_active(conn, &account.waba_id)?);
+        let interval = background_sync_interval(
+            configured,
+            numbers,
+            has_registered_number(conn, account.id)?,
+        );
         if chrono::TimeDelta::from_std(interval).is_ok_and(|i| now - last >= i) {
             due.push(account);
         }
