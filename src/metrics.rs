@@ -163,6 +163,17 @@ impl MetaApi for CountingMeta {
         )
     }
 
+    async fn unsubscribe_app(
+        &self,
+        token: &str,
+        waba_id: &crate::domain::WabaId,
+    ) -> Result<(), MetaError> {
+        self.count(
+            "unsubscribe_app",
+            self.inner.unsubscribe_app(token, waba_id).await,
+        )
+    }
+
     async fn send_message(
         &self,
         token: &str,

@@ -1,6 +1,6 @@
 //! `/api/v1/whatsapp`: connecting WhatsApp Business Accounts and the Embedded Signup settings.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::openapi::{RefOr, Schema};
 
@@ -220,6 +220,37 @@ pub async fn sync_whatsapp_account(
 ) -> Result<web::Json<SyncResult>, ApiError> {
     let (_, counts) = service::sync_one(&state, &caller, id.into_inner()).await?;
     Ok(web::Json(SyncResult::new(counts, Vec::new())))
+}
+
+/// Disconnect an account.
+///
+/// Ends our app's webhook subscription to the WABA (best effort, while the token still works),
+/// wipes the token, marks the account's numbers removed (their history stays) and takes them from
+/// every agent as inbound or outbound number; each change is recorded in the audit trail. The
+/// account is no longer listed, and the WABA may then be connected again, by any workspace:
+/// connected again here, its numbers come back with their ids and history.
+#[utoipa::path(
+    tag = "whatsapp-accounts",
+    operation_id = "disconnect_whatsapp_account",
+    context_path = "/api/v1",
+    params(("id" = AccountId, Path, description = "Our id of the account")),
+    responses(
+        (status = 204, description = "Disconnected"),
+        (status = 400, description = "`validation_failed`: the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found` (or already disconnected)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/whatsapp/accounts/{id}")]
+pub async fn disconnect_whatsapp_account(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    service::disconnect(&state, &caller, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// What the SPA needs to open Meta's Embedded Signup popup (never a secret).

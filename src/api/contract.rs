@@ -214,6 +214,13 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
         "/id",
     ),
     (
+        "connect_whatsapp_account",
+        "201",
+        "DisconnectAccount",
+        "disconnect_whatsapp_account",
+        "/id",
+    ),
+    (
         "list_whatsapp_accounts",
         "200",
         "SyncFirstAccount",

@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(accounts::connect_whatsapp_account)
             .service(accounts::list_whatsapp_accounts)
             .service(accounts::sync_whatsapp_account)
+            .service(accounts::disconnect_whatsapp_account)
             .service(accounts::get_signup_config)
             .service(me::get_me)
             .service(sandbox::list_sandbox_messages)

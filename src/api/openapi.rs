@@ -35,6 +35,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         accounts::connect_whatsapp_account,
         accounts::list_whatsapp_accounts,
         accounts::sync_whatsapp_account,
+        accounts::disconnect_whatsapp_account,
         accounts::get_signup_config,
         agents::list_agents,
         agents::create_agent,

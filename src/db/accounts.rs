@@ -14,6 +14,7 @@ pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// A live (not disconnected) account of the workspace.
 pub fn get(
     conn: &mut DbConnection,
     workspace: &WorkspaceId,
@@ -22,24 +23,66 @@ pub fn get(
     accounts::table
         .filter(accounts::workspace_id.eq(workspace))
         .filter(accounts::id.eq(id))
+        .filter(accounts::status.ne(AccountStatus::Disconnected))
         .select(AccountRow::as_select())
         .first(conn)
         .optional()
 }
 
-/// The account holding `waba_id`, in whichever workspace (a WABA is connected to one workspace only).
+/// The live account holding `waba_id`, in whichever workspace (a WABA is connected to one
+/// workspace at a time; disconnected accounts hold nothing).
 pub fn by_waba(conn: &mut DbConnection, waba_id: &WabaId) -> QueryResult<Option<AccountRow>> {
     accounts::table
         .filter(accounts::waba_id.eq(waba_id))
+        .filter(accounts::status.ne(AccountStatus::Disconnected))
         .select(AccountRow::as_select())
         .first(conn)
         .optional()
 }
 
-/// The workspace's accounts, oldest first.
+/// The workspace's most recently disconnected account of `waba_id`: connecting the WABA again
+/// brings it back, with its numbers' history and ids.
+pub fn disconnected(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    waba_id: &WabaId,
+) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .filter(accounts::workspace_id.eq(workspace))
+        .filter(accounts::waba_id.eq(waba_id))
+        .filter(accounts::status.eq(AccountStatus::Disconnected))
+        .order((accounts::updated_at.desc(), accounts::id.desc()))
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Disconnects the account: wipes its token, ends any sync's lease (that sync then writes
+/// nothing) and forgets its last sync. True when the account was live.
+pub fn disconnect(conn: &mut DbConnection, id: AccountId, now: NaiveDateTime) -> QueryResult<bool> {
+    let changed = diesel::update(
+        accounts::table
+            .filter(accounts::id.eq(id))
+            .filter(accounts::status.ne(AccountStatus::Disconnected)),
+    )
+    .set((
+        accounts::status.eq(AccountStatus::Disconnected),
+        accounts::access_token_enc.eq(None::<crate::crypto::Sealed>),
+        accounts::token_expires_at.eq(None::<NaiveDateTime>),
+        accounts::last_sync_counts.eq(None::<String>),
+        accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+        accounts::sync_lease_owner.eq(None::<LeaseOwner>),
+        accounts::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// The workspace's live accounts, oldest first.
 pub fn list(conn: &mut DbConnection, workspace: &WorkspaceId) -> QueryResult<Vec<AccountRow>> {
     accounts::table
         .filter(accounts::workspace_id.eq(workspace))
+        .filter(accounts::status.ne(AccountStatus::Disconnected))
         .order((accounts::created_at.asc(), accounts::id.asc()))
         .select(AccountRow::as_select())
         .load(conn)
@@ -158,12 +201,16 @@ pub fn mark_needs_reconnect(
     id: AccountId,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(accounts::table.filter(accounts::id.eq(id)))
-        .set((
-            accounts::status.eq(AccountStatus::NeedsReconnect),
-            accounts::updated_at.eq(now),
-        ))
-        .execute(conn)
+    diesel::update(
+        accounts::table
+            .filter(accounts::id.eq(id))
+            .filter(accounts::status.ne(AccountStatus::Disconnected)),
+    )
+    .set((
+        accounts::status.eq(AccountStatus::NeedsReconnect),
+        accounts::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
 /// Connected accounts neither synced nor tried since `before`, for the background sync

@@ -93,3 +93,33 @@ pub fn delete(conn: &mut DbConnection, workspace: &WorkspaceId, id: AgentId) -> 
     )
     .execute(conn)
 }
+
+/// Clears the outbound number of every agent sending from one of the account's numbers; returns
+/// `(agent, its name, the number it sent from)` for each.
+pub fn clear_outbound_in_account(
+    conn: &mut DbConnection,
+    account_id: crate::domain::AccountId,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Vec<(AgentId, String, crate::domain::PhoneNumberId)>> {
+    use super::schema::phone_numbers;
+    let of_account = phone_numbers::table
+        .filter(phone_numbers::whatsapp_account_id.eq(account_id))
+        .select(phone_numbers::id.nullable());
+    let cleared: Vec<(AgentId, String, Option<crate::domain::PhoneNumberId>)> = agents::table
+        .filter(agents::outbound_number_id.eq_any(of_account))
+        .select((agents::id, agents::name, agents::outbound_number_id))
+        .load(conn)?;
+    let ids: Vec<AgentId> = cleared.iter().map(|(id, _, _)| *id).collect();
+    if !ids.is_empty() {
+        diesel::update(agents::table.filter(agents::id.eq_any(&ids)))
+            .set((
+                agents::outbound_number_id.eq(None::<crate::domain::PhoneNumberId>),
+                agents::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(cleared
+        .into_iter()
+        .filter_map(|(id, name, number)| Some((id, name, number?)))
+        .collect())
+}

@@ -304,6 +304,52 @@ pub fn clear_inbound_agent(
     Ok(numbers)
 }
 
+/// The account's numbers that have an inbound agent: `(number, display form, agent)`.
+pub fn inbound_agents_of_account(
+    conn: &mut DbConnection,
+    account_id: AccountId,
+) -> QueryResult<Vec<(PhoneNumberId, String, AgentId)>> {
+    let rows: Vec<(PhoneNumberId, String, Option<AgentId>)> = phone_numbers::table
+        .filter(phone_numbers::whatsapp_account_id.eq(account_id))
+        .filter(phone_numbers::inbound_agent_id.is_not_null())
+        .select((
+            phone_numbers::id,
+            phone_numbers::display_phone_number,
+            phone_numbers::inbound_agent_id,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, display, agent)| Some((id, display, agent?)))
+        .collect())
+}
+
+/// Lets go of a disconnected account's numbers: those not yet removed are marked removed (the
+/// count is returned), and none keeps an inbound agent or a registration lease (an attempt in
+/// flight makes no further call). Rows and history stay.
+pub fn release_account(
+    conn: &mut DbConnection,
+    account_id: AccountId,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let removed = diesel::update(
+        phone_numbers::table
+            .filter(phone_numbers::whatsapp_account_id.eq(account_id))
+            .filter(phone_numbers::removed_at.is_null()),
+    )
+    .set(phone_numbers::removed_at.eq(now))
+    .execute(conn)?;
+    diesel::update(phone_numbers::table.filter(phone_numbers::whatsapp_account_id.eq(account_id)))
+        .set((
+            phone_numbers::inbound_agent_id.eq(None::<AgentId>),
+            phone_numbers::registration_lease_until.eq(None::<NaiveDateTime>),
+            phone_numbers::registration_lease_owner.eq(None::<LeaseOwner>),
+            phone_numbers::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(removed)
+}
+
 /// Register calls since `since` of the given numbers: `(number, when, Meta's error code)`.
 pub fn calls_since(
     conn: &mut DbConnection,

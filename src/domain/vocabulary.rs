@@ -168,10 +168,12 @@ text_enum! {
 
 text_enum! {
     /// A connected account's standing: `connected`, or `needs_reconnect` after Meta rejected its
-    /// token (connect it again with a new code or token).
+    /// token (connect it again with a new code or token). A `disconnected` account (token wiped,
+    /// numbers removed) is kept for its history only and never listed.
     "account status" pub enum AccountStatus {
         Connected = "connected",
         NeedsReconnect = "needs_reconnect",
+        Disconnected = "disconnected",
     }
 }
 
@@ -192,6 +194,7 @@ text_enum! {
         AccountConnected = "account.connected",
         AccountReconnected = "account.reconnected",
         AccountSynced = "account.synced",
+        AccountDisconnected = "account.disconnected",
     }
 }
 

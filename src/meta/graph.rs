@@ -390,6 +390,15 @@ impl MetaApi for GraphClient {
         .await
     }
 
+    async fn unsubscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError> {
+        self.expect_success(self.request(
+            Method::DELETE,
+            &format!("{waba_id}/subscribed_apps"),
+            token,
+        ))
+        .await
+    }
+
     async fn send_message(
         &self,
         token: &str,

@@ -182,6 +182,9 @@ pub trait MetaApi: Send + Sync {
     /// Subscribes our app to the WABA's webhooks (without it Meta sends none, silently).
     async fn subscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError>;
 
+    /// Ends our app's subscription to the WABA's webhooks (the account is being disconnected).
+    async fn unsubscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError>;
+
     /// `POST /{PHONE}/messages` with a complete message body.
     async fn send_message(
         &self,

@@ -388,6 +388,10 @@ impl MetaApi for Sandbox {
         check_token(token)
     }
 
+    async fn unsubscribe_app(&self, token: &str, _waba_id: &WabaId) -> Result<(), MetaError> {
+        check_token(token)
+    }
+
     async fn send_message(
         &self,
         token: &str,

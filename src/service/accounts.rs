@@ -5,7 +5,7 @@ use super::sync::{sync_account, SyncCounts};
 use super::{audit_row, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::AccountRow;
-use crate::db::{self, accounts, audit, write_tx};
+use crate::db::{self, accounts, agents, audit, phone_numbers as numbers, write_tx};
 use crate::domain::{
     AccountId, AccountStatus, AuditAction, RuleError, Secret, WabaId, WorkspaceId,
 };
@@ -168,10 +168,23 @@ pub async fn connect(
         .run(move |conn| {
             write_tx(conn, |conn| {
                 let now = db::now();
-                let (row, created) = match accounts::by_waba(conn, &waba_id)? {
+                let elsewhere = |e: diesel::result::Error| {
+                    if db::is_unique_violation(&e) {
+                        ServiceError::AccountConnectedElsewhere
+                    } else {
+                        e.into()
+                    }
+                };
+                // This workspace's account of the WABA, live or disconnected before (connecting
+                // again brings it back with its numbers' ids and history).
+                let ours = match accounts::by_waba(conn, &waba_id)? {
                     Some(existing) if existing.workspace_id != ws => {
                         return Err(ServiceError::AccountConnectedElsewhere)
                     }
+                    Some(existing) => Some(existing),
+                    None => accounts::disconnected(conn, &ws, &waba_id)?,
+                };
+                let (row, created) = match ours {
                     Some(existing) => {
                         accounts::replace_token(
                             conn,
@@ -180,7 +193,8 @@ pub async fn connect(
                             expires_at,
                             name.as_deref(),
                             now,
-                        )?;
+                        )
+                        .map_err(elsewhere)?;
                         let row = accounts::get(conn, &ws, existing.id)?
                             .ok_or_else(|| ServiceError::Internal("account vanished".into()))?;
                         (row, false)
@@ -202,13 +216,7 @@ pub async fn connect(
                             created_at: now,
                             updated_at: now,
                         };
-                        accounts::insert(conn, &row).map_err(|e| {
-                            if db::is_unique_violation(&e) {
-                                ServiceError::AccountConnectedElsewhere
-                            } else {
-                                e.into()
-                            }
-                        })?;
+                        accounts::insert(conn, &row).map_err(elsewhere)?;
                         (row, true)
                     }
                 };
@@ -274,6 +282,99 @@ pub async fn get(
         .into_iter()
         .find(|a| a.row.id == id)
         .ok_or(ServiceError::AccountNotFound)
+}
+
+/// Disconnects an account of the workspace: our app's webhook subscription is ended while the
+/// token still works (best effort), then, in one transaction, the token is wiped, the numbers are
+/// marked removed and stop being any agent's inbound or outbound number, each change audited.
+/// The WABA and its numbers are then free to be connected again, by any workspace.
+pub async fn disconnect(
+    state: &AppState,
+    caller: &Principal,
+    id: AccountId,
+) -> Result<(), ServiceError> {
+    let account = get(state, &caller.workspace_id, id).await?.row;
+    let unsubscribed = unsubscribe(state, &account).await;
+    let who = caller.clone();
+    state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let now = db::now();
+                let ws = &who.workspace_id;
+                let account = accounts::get(conn, ws, id)?.ok_or(ServiceError::AccountNotFound)?;
+                let cleared = "account_disconnected".to_owned();
+                for (number_id, display, agent_id) in numbers::inbound_agents_of_account(conn, id)?
+                {
+                    let detail = AuditDetail {
+                        display_phone_number: Some(display),
+                        previous_agent_id: Some(agent_id),
+                        reason: Some(cleared.clone()),
+                        ..AuditDetail::default()
+                    };
+                    let action = AuditAction::InboundAgentCleared;
+                    let row = audit_row(&who, action, Some(number_id), Some(agent_id), &detail);
+                    audit::insert(conn, &row)?;
+                }
+                for (agent_id, name, number_id) in agents::clear_outbound_in_account(conn, id, now)?
+                {
+                    let detail = AuditDetail {
+                        agent_name: Some(name),
+                        previous_number_id: Some(number_id),
+                        reason: Some(cleared.clone()),
+                        ..AuditDetail::default()
+                    };
+                    let action = AuditAction::OutboundNumberCleared;
+                    let row = audit_row(&who, action, Some(number_id), Some(agent_id), &detail);
+                    audit::insert(conn, &row)?;
+                }
+                let removed = numbers::release_account(conn, id, now)?;
+                if !accounts::disconnect(conn, id, now)? {
+                    return Err(ServiceError::AccountNotFound);
+                }
+                let detail = AuditDetail {
+                    account_id: Some(id),
+                    waba_id: Some(account.waba_id.clone()),
+                    numbers_removed: Some(removed as u64),
+                    meta_unsubscribed: Some(unsubscribed),
+                    ..AuditDetail::default()
+                };
+                let row = audit_row(&who, AuditAction::AccountDisconnected, None, None, &detail);
+                audit::insert(conn, &row)?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Ends our app's subscription to the account's WABA, spending a call of its budget; false when
+/// that could not be done (no usable token, budget spent, Meta refused or unreachable). Done before
+/// the account is released, so it can never end the subscription of a workspace that connects the
+/// WABA next.
+async fn unsubscribe(state: &AppState, account: &AccountRow) -> bool {
+    let Some(token) = account
+        .access_token_enc
+        .as_ref()
+        .and_then(|enc| state.secrets.decrypt(enc).ok())
+    else {
+        return false;
+    };
+    let waba = account.waba_id.clone();
+    let spent = state
+        .db
+        .run(move |conn| write_tx(conn, |conn| super::budget::spend(conn, &waba, 1, db::now())))
+        .await;
+    if let Err(err) = spent {
+        tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "disconnect: webhook subscription left in place");
+        return false;
+    }
+    match state.meta.unsubscribe_app(&token, &account.waba_id).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(waba = %account.waba_id, error = %err, "disconnect: Meta did not end the webhook subscription");
+            false
+        }
+    }
 }
 
 /// Syncs one account of the workspace now.

@@ -82,6 +82,13 @@ pub struct AuditDetail {
     /// What a manual sync found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_counts: Option<sync::SyncCounts>,
+    /// Numbers a disconnect marked removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numbers_removed: Option<u64>,
+    /// Whether a disconnect ended our app's webhook subscription at Meta (false: Meta could not
+    /// be reached or refused the token; its webhooks for the WABA are then ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_unsubscribed: Option<bool>,
 }
 
 /// Builds an audit row for `caller`.

@@ -356,10 +356,17 @@ fn apply(
     let source = QualityEventSource::Sync;
     let mut counts = SyncCounts::default();
     let meta_ids: Vec<MetaPhoneNumberId> = from_meta.iter().map(|n| n.id.clone()).collect();
-    let known: HashMap<MetaPhoneNumberId, PhoneNumberRow> = numbers::by_meta_ids(conn, &meta_ids)?
-        .into_iter()
-        .map(|r| (r.meta_phone_number_id.clone(), r))
-        .collect();
+    let mut known: HashMap<MetaPhoneNumberId, PhoneNumberRow> = HashMap::new();
+    for row in numbers::by_meta_ids(conn, &meta_ids)? {
+        let claim = claim_on(&row, account);
+        if claim > 0
+            && known
+                .get(&row.meta_phone_number_id)
+                .is_none_or(|k| claim_on(k, account) < claim)
+        {
+            known.insert(row.meta_phone_number_id.clone(), row);
+        }
+    }
     // Rows of this account that Meta no longer lists under their id, by digits: a number deleted and
     // added again in Meta comes back with a new id, and keeps its history and agent here.
     let listed: HashSet<&MetaPhoneNumberId> = meta_ids.iter().collect();
@@ -413,6 +420,21 @@ fn apply(
         .collect();
     counts.removed = numbers::mark_removed(conn, &gone, now)? as u64;
     Ok(counts)
+}
+
+/// How strongly a stored row of a Meta id claims the number for `account`'s sync: a live row holds
+/// it wherever it is (3); else a removed row of this account (2) or workspace (1) comes back with
+/// its history; a removed row of another workspace (left by a disconnect) holds nothing (0).
+fn claim_on(row: &PhoneNumberRow, account: &AccountRow) -> u8 {
+    if row.removed_at.is_none() {
+        3
+    } else if row.whatsapp_account_id == account.id {
+        2
+    } else if row.workspace_id == account.workspace_id {
+        1
+    } else {
+        0
+    }
 }
 
 fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> PhoneNumberRow {

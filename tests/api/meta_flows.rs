@@ -1617,3 +1617,178 @@ async fn connect_reconnect_and_manual_syncs_are_audited_with_who_and_which_waba(
     // Another workspace sees none of it.
     assert!(app.audit(&app.editor("other-ws"), "").await.is_empty());
 }
+
+/// What the account's stored token is, read below the API.
+fn stored_token(app: &TestApp, account: &str) -> Option<String> {
+    use diesel::prelude::*;
+    use whatsapp_numbers::db::schema::whatsapp_accounts as accounts;
+    let mut conn = app.raw_connection();
+    accounts::table
+        .filter(accounts::id.eq(account))
+        .select(accounts::access_token_enc)
+        .first::<Option<String>>(&mut conn)
+        .expect("the account row stays")
+}
+
+#[tokio::test]
+async fn disconnecting_frees_the_waba_and_its_numbers_and_connecting_again_brings_them_back() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![
+            node("9101", "+1 555-000-9101", "CLOUD_API", "GREEN"),
+            node("9102", "+1 555-000-9102", "CLOUD_API", "GREEN"),
+        ],
+    )
+    .await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("/v25.0/{WABA}/subscribed_apps")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(2)
+        .named("unsubscribe")
+        .mount(&server)
+        .await;
+    let account = app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (first, second) = (
+        number_id(&app, &token, "9101").await,
+        number_id(&app, &token, "9102").await,
+    );
+    let agent = app.create_agent(&token, "Concierge").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.assign(&token, &first, json!(agent)).await.status(), 200);
+    assert_eq!(
+        app.set_outbound(&token, &agent, json!(second))
+            .await
+            .status(),
+        200
+    );
+
+    let path = format!("/api/v1/whatsapp/accounts/{account}");
+    let viewer = app.token("ws", whatsapp_numbers::domain::Role::Viewer);
+    let refused = app
+        .request(Method::DELETE, &path, Some(&viewer), None)
+        .await;
+    assert_problem(refused, 403, "forbidden").await;
+    let stranger = app.editor("other-ws");
+    let hidden = app
+        .request(Method::DELETE, &path, Some(&stranger), None)
+        .await;
+    assert_problem(hidden, 404, "account_not_found").await;
+    assert!(
+        stored_token(&app, &account).is_some(),
+        "refusals change nothing"
+    );
+
+    let gone = app.request(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(gone.status(), 204);
+    assert_eq!(stored_token(&app, &account), None, "the token is wiped");
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    assert_eq!(accounts["data"], json!([]));
+    let again = app.request(Method::DELETE, &path, Some(&token), None).await;
+    assert_problem(again, 404, "account_not_found").await;
+    let sync = app
+        .request(Method::POST, &format!("{path}/sync"), Some(&token), None)
+        .await;
+    assert_problem(sync, 404, "account_not_found").await;
+    assert_eq!(
+        app.get_json("/api/v1/phone-numbers", &token).await["data"],
+        json!([]),
+        "its numbers are removed"
+    );
+    let kept = app
+        .get_json("/api/v1/phone-numbers?include_removed=true", &token)
+        .await;
+    assert_eq!(kept["data"].as_array().unwrap().len(), 2, "history kept");
+    assert!(kept["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["removed_at"].is_string() && n["inbound_agent"].is_null()));
+    let agent_now = app
+        .get_json(&format!("/api/v1/agents/{agent}"), &token)
+        .await;
+    assert_eq!(agent_now["whatsapp_outbound_number"], Value::Null);
+    assert_eq!(agent_now["inbound_phone_numbers"], json!([]));
+
+    let events = app.audit(&token, "").await;
+    let actions: Vec<&str> = events[..3]
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "account.disconnected",
+            "outbound_number.cleared",
+            "inbound_agent.cleared"
+        ]
+    );
+    assert_eq!(events[0]["actor"], "tester");
+    assert_eq!(events[0]["detail"]["account_id"], account.as_str());
+    assert_eq!(events[0]["detail"]["waba_id"], WABA);
+    assert_eq!(events[0]["detail"]["numbers_removed"], 2);
+    assert_eq!(events[0]["detail"]["meta_unsubscribed"], true);
+    assert_eq!(events[1]["agent_id"], agent.as_str());
+    assert_eq!(events[1]["detail"]["previous_number_id"], second.as_str());
+    assert_eq!(events[1]["detail"]["reason"], "account_disconnected");
+    assert_eq!(events[2]["number_id"], first.as_str());
+    assert_eq!(events[2]["detail"]["reason"], "account_disconnected");
+
+    // Another workspace may now connect the WABA, and takes its numbers.
+    let body = json!({"waba_id": WABA, "access_token": TOKEN});
+    let theirs = connect(&app, &stranger, body.clone()).await;
+    assert_eq!(theirs.status(), 201);
+    let theirs: Value = theirs.json().await.unwrap();
+    assert_eq!(theirs["reconnected"], false);
+    assert_eq!(
+        theirs["last_sync_error"],
+        Value::Null,
+        "nothing held elsewhere"
+    );
+    let their_numbers = app.get_json("/api/v1/phone-numbers", &stranger).await;
+    assert_eq!(their_numbers["data"].as_array().unwrap().len(), 2);
+    assert!(their_numbers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["id"] != first.as_str() && n["id"] != second.as_str()));
+    let refused = connect(&app, &token, body.clone()).await;
+    assert_problem(refused, 409, "account_connected_elsewhere").await;
+
+    // Released there, and connected here again: the old account and numbers come back.
+    let their_path = format!(
+        "/api/v1/whatsapp/accounts/{}",
+        theirs["id"].as_str().unwrap()
+    );
+    let released = app
+        .request(Method::DELETE, &their_path, Some(&stranger), None)
+        .await;
+    assert_eq!(released.status(), 204);
+    let back = connect(&app, &token, body).await;
+    assert_eq!(back.status(), 201);
+    let back: Value = back.json().await.unwrap();
+    assert_eq!(back["id"], account.as_str());
+    assert_eq!(back["reconnected"], true);
+    assert_eq!(back["status"], "connected");
+    let ours = app.get_json("/api/v1/phone-numbers", &token).await;
+    let mut ids: Vec<&str> = ours["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = [first.as_str(), second.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        app.get_json("/api/v1/phone-numbers", &stranger).await["data"],
+        json!([])
+    );
+}
