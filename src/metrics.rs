@@ -95,6 +95,10 @@ impl CountingMeta {
 
 #[async_trait::async_trait]
 impl MetaApi for CountingMeta {
+    fn take_usage(&self, object: &str) -> Option<crate::meta::MetaUsage> {
+        self.inner.take_usage(object)
+    }
+
     fn mode(&self) -> crate::domain::MetaMode {
         self.inner.mode()
     }

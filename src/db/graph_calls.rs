@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::graph_calls;
+use super::schema::{graph_calls, waba_usage};
 use super::DbConnection;
 use crate::domain::WabaId;
 
@@ -47,6 +47,52 @@ pub fn spend(
             .execute(conn)?;
     }
     Ok(Ok(()))
+}
+
+/// What Meta last said about a WABA's use of its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageReport {
+    pub used_percent: i64,
+    pub regain_at: Option<NaiveDateTime>,
+    pub reported_at: NaiveDateTime,
+}
+
+/// The WABA's last usage report, if any.
+pub fn usage(conn: &mut DbConnection, waba: &WabaId) -> QueryResult<Option<UsageReport>> {
+    let row: Option<(i64, Option<NaiveDateTime>, NaiveDateTime)> = waba_usage::table
+        .filter(waba_usage::waba_id.eq(waba))
+        .select((
+            waba_usage::used_percent,
+            waba_usage::regain_at,
+            waba_usage::reported_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.map(|(used_percent, regain_at, reported_at)| UsageReport {
+            used_percent,
+            regain_at,
+            reported_at,
+        }),
+    )
+}
+
+/// Replaces the WABA's usage report.
+pub fn set_usage(conn: &mut DbConnection, waba: &WabaId, report: &UsageReport) -> QueryResult<()> {
+    let values = (
+        waba_usage::used_percent.eq(report.used_percent),
+        waba_usage::regain_at.eq(report.regain_at),
+        waba_usage::reported_at.eq(report.reported_at),
+    );
+    let updated = diesel::update(waba_usage::table.filter(waba_usage::waba_id.eq(waba)))
+        .set(values)
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(waba_usage::table)
+            .values((waba_usage::waba_id.eq(waba), values.0, values.1, values.2))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -120,6 +120,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    waba_usage (waba_id) {
+        waba_id -> Text,
+        used_percent -> BigInt,
+        regain_at -> Nullable<Timestamp>,
+        reported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     graph_calls (id) {
         id -> Text,
         waba_id -> Text,
@@ -136,4 +145,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     quality_events,
     audit_events,
     graph_calls,
+    waba_usage,
 );

@@ -6,7 +6,10 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 
-use super::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
+use super::usage::{APP_USAGE_HEADER, BUSINESS_USE_CASE_HEADER};
+use super::{
+    MetaApi, MetaError, MetaPhoneNumber, MetaUsage, PhoneNumberPage, SentMessage, TokenInfo,
+};
 use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
 
 /// The most read of one answer from Meta. A page of 100 numbers with every field is some 60 KiB;
@@ -26,7 +29,13 @@ pub struct GraphClient {
     base: String,
     version: String,
     app: AppCredentials,
+    /// The last usage Meta reported per object called (the path's first segment: a WABA, a number),
+    /// until the service takes it ([`MetaApi::take_usage`]).
+    usage: std::sync::Mutex<std::collections::HashMap<String, MetaUsage>>,
 }
+
+/// Reports kept for objects nobody asked about (a number's node, say) are dropped past this many.
+const MAX_USAGE_REPORTS: usize = 1024;
 
 impl GraphClient {
     /// `base_url` without the version, e.g. `https://graph.facebook.com`.
@@ -51,6 +60,7 @@ impl GraphClient {
             ),
             version: version.to_owned(),
             app,
+            usage: Default::default(),
         })
     }
 
@@ -61,6 +71,13 @@ impl GraphClient {
                 format!("{}/{}", self.base, path.trim_start_matches('/')),
             )
             .bearer_auth(token)
+    }
+
+    /// The object a Graph URL addresses: the first path segment after the version.
+    fn object_of(&self, url: &reqwest::Url) -> Option<String> {
+        let mut segments = url.path_segments()?.skip_while(|s| *s != self.version);
+        segments.next()?;
+        segments.next().filter(|s| !s.is_empty()).map(str::to_owned)
     }
 
     fn app_token(&self) -> String {
@@ -77,7 +94,15 @@ impl GraphClient {
             .await
             .map_err(|e| MetaError::Transport(describe(e)))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let usage = usage_of(response.headers());
+        if let (Some(usage), Some(object)) = (usage, self.object_of(response.url())) {
+            let mut reports = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+            if reports.len() >= MAX_USAGE_REPORTS {
+                reports.clear();
+            }
+            reports.insert(object, usage);
+        }
+        let retry_after = retry_after(response.headers(), usage);
         let too_large = || {
             MetaError::Unexpected(format!(
                 "HTTP {} with an answer larger than {MAX_ANSWER_BYTES} bytes",
@@ -167,26 +192,23 @@ fn describe(err: reqwest::Error) -> String {
     }
 }
 
-/// Seconds to wait, from `Retry-After` or the largest `estimated_time_to_regain_access` (minutes)
-/// in `X-Business-Use-Case-Usage`.
-fn retry_after(headers: &HeaderMap) -> Option<u64> {
+/// What Meta's usage headers say, if anything.
+fn usage_of(headers: &HeaderMap) -> Option<MetaUsage> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    MetaUsage::from_headers(text(BUSINESS_USE_CASE_HEADER), text(APP_USAGE_HEADER))
+}
+
+/// Seconds to wait, from `Retry-After` or the usage headers' `estimated_time_to_regain_access`.
+fn retry_after(headers: &HeaderMap, usage: Option<MetaUsage>) -> Option<u64> {
     if let Some(secs) = headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok()?.trim().parse().ok())
     {
         return Some(secs);
     }
-    let usage: Value =
-        serde_json::from_str(headers.get("x-business-use-case-usage")?.to_str().ok()?).ok()?;
-    usage
-        .as_object()?
-        .values()
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
-        .max()
-        .filter(|minutes| *minutes > 0)
-        .map(|minutes| minutes * 60)
+    usage?
+        .regain_after_minutes
+        .map(|minutes| minutes.unsigned_abs() * 60)
 }
 
 /// The `after` cursor of a page, when `paging.next` says another page follows.
@@ -214,6 +236,13 @@ fn next_cursor(body: &Value) -> Option<String> {
 
 #[async_trait::async_trait]
 impl MetaApi for GraphClient {
+    fn take_usage(&self, object: &str) -> Option<MetaUsage> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(object)
+    }
+
     fn mode(&self) -> MetaMode {
         MetaMode::Graph
     }
@@ -470,8 +499,8 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(retry_after(&headers), Some(180));
+        assert_eq!(retry_after(&headers, usage_of(&headers)), Some(180));
         headers.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(7));
+        assert_eq!(retry_after(&headers, usage_of(&headers)), Some(7));
     }
 }

@@ -4,11 +4,13 @@
 pub mod error;
 pub mod graph;
 pub mod sandbox;
+pub mod usage;
 
 use serde_json::Value;
 
 use crate::domain::{MetaMode, MetaPhoneNumberId, WabaId};
 pub use error::{codes, ErrorClass, MetaError};
+pub use usage::MetaUsage;
 
 /// The fields asked of Meta for each number (the default set leaves out status, name status and
 /// the messaging limit). From v24 the messaging limit is `whatsapp_business_manager_messaging_limit`.
@@ -42,12 +44,16 @@ pub const ACTIVE_WABA_CALLS_PER_HOUR: i64 = 5000;
 /// The service's own budget of such calls, per WABA and hour: four fifths of Meta's, so manual
 /// and background work together never reach Meta's limit (which would block the WABA).
 pub fn waba_call_budget(active: bool) -> i64 {
-    let limit = if active {
+    waba_call_limit(active) * 4 / 5
+}
+
+/// Meta's own limit for the WABA: [`WABA_CALLS_PER_HOUR`] or [`ACTIVE_WABA_CALLS_PER_HOUR`].
+pub fn waba_call_limit(active: bool) -> i64 {
+    if active {
         ACTIVE_WABA_CALLS_PER_HOUR
     } else {
         WABA_CALLS_PER_HOUR
-    };
-    limit * 4 / 5
+    }
 }
 
 /// Numbers asked for per page of `GET /{WABA}/phone_numbers`: the largest page Meta's spec allows
@@ -178,6 +184,12 @@ pub trait MetaApi: Send + Sync {
 
     /// Inspects a token for the WABAs it was granted.
     async fn inspect_token(&self, token: &str) -> Result<TokenInfo, MetaError>;
+
+    /// The usage Meta last reported for calls on `object` (a WABA id), once: the service stores it
+    /// so that its budget, on every replica, follows Meta's own count.
+    fn take_usage(&self, _object: &str) -> Option<MetaUsage> {
+        None
+    }
 
     /// Subscribes our app to the WABA's webhooks (without it Meta sends none, silently).
     async fn subscribe_app(&self, token: &str, waba_id: &WabaId) -> Result<(), MetaError>;

@@ -146,7 +146,9 @@ pub async fn connect(
         .await?;
     // The name is for display only: a failure to read it does not stop the connection (the
     // subscription and the sync below prove the token).
-    let name = match state.meta.get_waba_name(&token, &waba_id).await {
+    let name = state.meta.get_waba_name(&token, &waba_id).await;
+    super::budget::note_usage(state, waba_id.as_str(), &waba_id, &name).await;
+    let name = match name {
         Ok(name) => name,
         Err(err) if err.is_token_rejected() => return Err(ServiceError::Meta(err)),
         Err(err) => {
@@ -155,11 +157,9 @@ pub async fn connect(
         }
     };
     // Without this subscription Meta sends no webhooks for the WABA, silently.
-    state
-        .meta
-        .subscribe_app(&token, &waba_id)
-        .await
-        .map_err(token_error)?;
+    let subscribed = state.meta.subscribe_app(&token, &waba_id).await;
+    super::budget::note_usage(state, waba_id.as_str(), &waba_id, &subscribed).await;
+    subscribed.map_err(token_error)?;
 
     let token_enc = state.secrets.encrypt(&token);
     let who = caller.clone();
@@ -368,7 +368,10 @@ async fn unsubscribe(state: &AppState, account: &AccountRow) -> bool {
         tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "disconnect: webhook subscription left in place");
         return false;
     }
-    match state.meta.unsubscribe_app(&token, &account.waba_id).await {
+    let outcome = state.meta.unsubscribe_app(&token, &account.waba_id).await;
+    let waba = &account.waba_id;
+    super::budget::note_usage(state, waba.as_str(), waba, &outcome).await;
+    match outcome {
         Ok(()) => true,
         Err(err) => {
             tracing::warn!(waba = %account.waba_id, error = %err, "disconnect: Meta did not end the webhook subscription");

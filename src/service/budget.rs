@@ -6,11 +6,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::ServiceError;
+use crate::db::graph_calls::UsageReport;
 use crate::db::models::AccountRow;
 use crate::db::schema::phone_numbers;
 use crate::db::{accounts, graph_calls, DbConnection};
 use crate::domain::{AccountId, PlatformType, WabaId};
-use crate::meta::{waba_call_budget, PHONE_NUMBERS_PAGE_SIZE};
+use crate::meta::codes::{APP_RATE_LIMIT, WABA_RATE_LIMIT, WABA_TOO_MANY_CALLS};
+use crate::meta::{waba_call_budget, waba_call_limit, MetaError, PHONE_NUMBERS_PAGE_SIZE};
+use crate::state::AppState;
 
 /// Whether Meta counts the WABA as active (a registered number: the higher limit).
 fn is_active(conn: &mut DbConnection, waba: &WabaId) -> QueryResult<bool> {
@@ -80,19 +83,95 @@ pub(crate) fn due_within_budget(
     Ok(due)
 }
 
-/// Records `calls` calls to `waba` now, or refuses them when the hour's budget is spent.
+/// Records `calls` calls to `waba` now, or refuses them when the hour's budget is spent: by our
+/// own count, or by Meta's as it last reported it ([`meta_free_at`]).
 pub(crate) fn spend(
     conn: &mut DbConnection,
     waba: &WabaId,
     calls: i64,
     now: NaiveDateTime,
 ) -> Result<(), ServiceError> {
-    let budget = waba_call_budget(is_active(conn, waba)?);
-    match graph_calls::spend(conn, waba, calls, budget, now)? {
-        Ok(()) => Ok(()),
-        Err(free_at) => Err(ServiceError::WabaCallBudgetSpent {
-            retry_after_seconds: (free_at - now).num_seconds().max(1).unsigned_abs(),
-        }),
+    let active = is_active(conn, waba)?;
+    let budget = waba_call_budget(active);
+    let refuse = |free_at: NaiveDateTime| ServiceError::WabaCallBudgetSpent {
+        retry_after_seconds: (free_at - now).num_seconds().max(1).unsigned_abs(),
+    };
+    if let Some(report) = graph_calls::usage(conn, waba)? {
+        let free_at = meta_free_at(&report, waba_call_limit(active), budget, calls);
+        if free_at > now {
+            return Err(refuse(free_at));
+        }
+    }
+    graph_calls::spend(conn, waba, calls, budget, now)?.map_err(refuse)
+}
+
+/// When Meta, as it last reported, leaves room for `calls` more within `budget`. When it throttles
+/// and says until when (`regain_at`), then; otherwise once its count leaves room. Meta reports
+/// only a share of the hour's calls, not when each was made, so its count is aged as if they had
+/// been spread evenly over the hour before the report.
+pub fn meta_free_at(report: &UsageReport, limit: i64, budget: i64, calls: i64) -> NaiveDateTime {
+    if let Some(regain_at) = report.regain_at {
+        return regain_at;
+    }
+    let counted = limit.saturating_mul(report.used_percent) / 100;
+    let room = (budget - calls).max(0);
+    if counted <= room {
+        return report.reported_at;
+    }
+    // counted * (3600 - s) / 3600 <= room  <=>  s >= 3600 * (counted - room) / counted
+    let seconds = (3600 * (counted - room) + counted - 1) / counted;
+    report.reported_at + chrono::TimeDelta::seconds(seconds)
+}
+
+/// Stores what Meta said about the WABA's usage with the answer to a call on `object` (the WABA
+/// or one of its numbers): its usage
+/// headers, or a rate-limit error (read as the whole limit used, now). Every replica's budget then
+/// follows it. Failing to store it only loses the report.
+pub(crate) async fn note_usage<T>(
+    state: &AppState,
+    object: &str,
+    waba: &WabaId,
+    outcome: &Result<T, MetaError>,
+) {
+    let now = crate::db::now();
+    let throttled = matches!(outcome, Err(err) if matches!(err.code(),
+        Some(APP_RATE_LIMIT | WABA_RATE_LIMIT | WABA_TOO_MANY_CALLS)));
+    let usage = state.meta.take_usage(object);
+    let report = match (usage, throttled) {
+        (Some(usage), throttled) => UsageReport {
+            used_percent: if throttled {
+                usage.percent.max(100)
+            } else {
+                usage.percent
+            },
+            regain_at: usage
+                .regain_after_minutes
+                .map(|minutes| now + chrono::TimeDelta::minutes(minutes)),
+            reported_at: now,
+        },
+        (None, true) => UsageReport {
+            used_percent: 100,
+            regain_at: outcome
+                .as_ref()
+                .err()
+                .and_then(MetaError::retry_after_seconds)
+                .and_then(|s| i64::try_from(s).ok())
+                .map(|s| now + chrono::TimeDelta::seconds(s)),
+            reported_at: now,
+        },
+        (None, false) => return,
+    };
+    let waba = waba.clone();
+    let stored = state
+        .db
+        .run(move |conn| {
+            crate::db::write_tx(conn, |conn| {
+                graph_calls::set_usage(conn, &waba, &report).map_err(ServiceError::from)
+            })
+        })
+        .await;
+    if let Err(err) = stored {
+        tracing::warn!(error = %err.diagnostic(), "could not store Meta's usage report");
     }
 }
 
@@ -101,6 +180,33 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn metas_count_is_aged_over_the_hour_unless_it_says_when() {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let report = |used_percent, regain_at| UsageReport {
+            used_percent,
+            regain_at,
+            reported_at: at,
+        };
+        let after = |t: NaiveDateTime| (t - at).num_seconds();
+        // Inside the budget: at once.
+        assert_eq!(after(meta_free_at(&report(79, None), 200, 160, 1)), 0);
+        // 190 of 200 counted: room for one more within 160 once 31 of them have aged out.
+        assert_eq!(after(meta_free_at(&report(95, None), 200, 160, 1)), 588);
+        // A throttled WABA with no word on when: the whole limit, 12 minutes and a bit.
+        assert_eq!(after(meta_free_at(&report(100, None), 200, 160, 1)), 738);
+        // Meta says when: then.
+        let regain = at + chrono::TimeDelta::minutes(7);
+        assert_eq!(
+            meta_free_at(&report(100, Some(regain)), 200, 160, 1),
+            regain
+        );
+        // The same share of the active limit.
+        assert_eq!(after(meta_free_at(&report(95, None), 5000, 4000, 1)), 570);
+    }
 
     #[test]
     fn background_syncs_of_a_waba_stay_within_half_its_budget() {

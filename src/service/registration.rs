@@ -120,7 +120,12 @@ async fn register_claimed(
                 })
                 .await;
             let reread = match spent {
-                Ok(()) => state.meta.get_phone_number(&token, &meta_id).await,
+                Ok(()) => {
+                    let reread = state.meta.get_phone_number(&token, &meta_id).await;
+                    let waba = &claim.account.waba_id;
+                    super::budget::note_usage(state, meta_id.as_str(), waba, &reread).await;
+                    reread
+                }
                 Err(err) => Err(MetaError::Unexpected(err.diagnostic())),
             };
             if let Err(err) = &reread {

@@ -201,7 +201,9 @@ async fn fetch_all(
         let page = state
             .meta
             .list_phone_numbers(token, waba_id, after.as_deref())
-            .await?;
+            .await;
+        super::budget::note_usage(state, waba_id.as_str(), waba_id, &page).await;
+        let page = page?;
         all.extend(page.numbers);
         match page.after {
             Some(cursor) if seen_cursors.insert(cursor.clone()) => after = Some(cursor),

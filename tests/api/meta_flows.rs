@@ -655,7 +655,11 @@ async fn one_failing_account_does_not_stop_another_from_syncing() {
     let result: Value = sync_now(&app, &token).await;
     assert_eq!(result["failed_accounts"].as_array().unwrap().len(), 1);
     assert_eq!(result["failed_accounts"][0]["waba_id"], "waba-two");
-    assert_eq!(result["failed_accounts"][0]["code"], "meta_error");
+    // Meta said the WABA had too many calls: the service holds its calls rather than ask again.
+    assert_eq!(
+        result["failed_accounts"][0]["code"],
+        "waba_call_budget_spent"
+    );
     let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
     let first = accounts["data"]
         .as_array()
@@ -1790,5 +1794,95 @@ async fn disconnecting_frees_the_waba_and_its_numbers_and_connecting_again_bring
     assert_eq!(
         app.get_json("/api/v1/phone-numbers", &stranger).await["data"],
         json!([])
+    );
+}
+
+/// `X-Business-Use-Case-Usage` as Meta documents it, for the WABA.
+fn usage_header(call_count: u32, regain_minutes: u32) -> String {
+    json!({WABA: [{"type": "whatsapp_business_management", "call_count": call_count,
+        "total_cputime": 3, "total_time": 4, "estimated_time_to_regain_access": regain_minutes}]})
+    .to_string()
+}
+
+/// A workspace sync that is refused for the WABA's budget: its `Retry-After`.
+async fn refused_sync(app: &TestApp, token: &str) -> u64 {
+    app.forget_recent_syncs();
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(token),
+            None,
+        )
+        .await;
+    let problem = assert_problem(response, 429, "waba_call_budget_spent").await;
+    problem["retry_after_seconds"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn metas_usage_header_holds_the_wabas_calls_until_its_count_has_room() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    mount_waba(&server, WABA, TOKEN).await;
+    // Meta counts 95 % of the 200 calls an hour (another app of ours, another tool): 190, past
+    // the service's 160 although the service itself made three.
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("X-Business-Use-Case-Usage", usage_header(95, 0).as_str())
+                .set_body_json(
+                    json!({"data": [node("8401", "+1 555-000-8401", "NOT_APPLICABLE", "GREEN")]}),
+                ),
+        )
+        .mount(&server)
+        .await;
+    let token = app.editor("ws");
+    let body = json!({"waba_id": WABA, "access_token": TOKEN});
+    assert_eq!(connect(&app, &token, body).await.status(), 201);
+    let heard = server.received_requests().await.unwrap().len();
+
+    // Aged as if spread over the hour, 190 calls leave room for one more within 160 after
+    // 3600 * 31 / 190 = 588 seconds.
+    let retry_after = refused_sync(&app, &token).await;
+    assert!((580..=588).contains(&retry_after), "{retry_after}");
+    assert_eq!(server.received_requests().await.unwrap().len(), heard);
+}
+
+#[tokio::test]
+async fn a_rate_limit_answer_holds_the_wabas_calls_for_as_long_as_meta_says() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8501", "+1 555-000-8501", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(
+            meta_error(400, 80007, "Rate limit hit", false)
+                .insert_header("X-Business-Use-Case-Usage", usage_header(100, 7).as_str()),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    app.forget_recent_syncs();
+    let throttled = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_ne!(throttled.status(), 200);
+    let heard = server.received_requests().await.unwrap().len();
+
+    let retry_after = refused_sync(&app, &token).await;
+    assert!((400..=420).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        heard,
+        "Meta hears nothing until it said it would listen"
     );
 }
