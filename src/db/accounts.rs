@@ -247,14 +247,17 @@ pub fn number_counts(
     Ok(rows.into_iter().collect())
 }
 
-/// The status of each account of the workspace.
-pub fn statuses(
+/// The status and last successful sync of each account of the workspace.
+pub fn standings(
     conn: &mut DbConnection,
     workspace: &WorkspaceId,
-) -> QueryResult<std::collections::HashMap<AccountId, AccountStatus>> {
-    let rows: Vec<(AccountId, AccountStatus)> = accounts::table
+) -> QueryResult<std::collections::HashMap<AccountId, (AccountStatus, Option<NaiveDateTime>)>> {
+    let rows: Vec<(AccountId, AccountStatus, Option<NaiveDateTime>)> = accounts::table
         .filter(accounts::workspace_id.eq(workspace))
-        .select((accounts::id, accounts::status))
+        .select((accounts::id, accounts::status, accounts::last_synced_at))
         .load(conn)?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, status, synced)| (id, (status, synced)))
+        .collect())
 }

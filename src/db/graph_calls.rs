@@ -22,19 +22,22 @@ pub fn spend(
         .filter(graph_calls::waba_id.eq(waba))
         .filter(graph_calls::called_at.le(hour_ago))
         .execute(conn)?;
-    let mut recent: Vec<NaiveDateTime> = graph_calls::table
+    let recent = graph_calls::table
         .filter(graph_calls::waba_id.eq(waba))
-        .filter(graph_calls::called_at.gt(hour_ago))
-        .select(graph_calls::called_at)
-        .order(graph_calls::called_at.asc())
-        .load(conn)?;
-    let used = i64::try_from(recent.len()).unwrap_or(i64::MAX);
+        .filter(graph_calls::called_at.gt(hour_ago));
+    let used: i64 = recent.count().get_result(conn)?;
     if used + calls > per_hour {
         // Free again when enough of the oldest calls leave the hour.
-        let leaving = usize::try_from(used + calls - per_hour).unwrap_or(usize::MAX);
-        recent.truncate(leaving);
-        let free_at = recent.last().copied().unwrap_or(now) + chrono::TimeDelta::hours(1);
-        return Ok(Err(free_at));
+        let leaving = (used + calls - per_hour).min(used).max(1);
+        let last_leaving: Option<NaiveDateTime> = recent
+            .select(graph_calls::called_at)
+            .order(graph_calls::called_at.asc())
+            .offset(leaving - 1)
+            .first(conn)
+            .optional()?;
+        return Ok(Err(
+            last_leaving.unwrap_or(now) + chrono::TimeDelta::hours(1)
+        ));
     }
     // One row per call (a call or two at a time; MultiConnection has no batch insert).
     for _ in 0..calls {

@@ -421,20 +421,6 @@ pub fn update_from_meta(
         .execute(conn)
 }
 
-/// Marks numbers as seen by a sync without other changes.
-pub fn touch_synced(
-    conn: &mut DbConnection,
-    ids: &[PhoneNumberId],
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    diesel::update(phone_numbers::table.filter(phone_numbers::id.eq_any(ids)))
-        .set(phone_numbers::last_synced_at.eq(now))
-        .execute(conn)
-}
-
 /// Marks numbers gone from Meta as removed; their rows, history and audit trail stay.
 pub fn mark_removed(
     conn: &mut DbConnection,

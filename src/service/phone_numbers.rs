@@ -87,10 +87,15 @@ fn enrich(
         .collect();
     let ids: Vec<PhoneNumberId> = rows.iter().map(|r| r.id).collect();
     let mut calls = calls_in_window(conn, &ids, now)?;
-    let statuses = accounts::statuses(conn, workspace)?;
+    let standings = accounts::standings(conn, workspace)?;
     Ok(rows
         .into_iter()
-        .map(|row| {
+        .map(|mut row| {
+            let standing = standings.get(&row.whatsapp_account_id);
+            // A successful sync confirms every number it leaves live; it writes only those it changes.
+            if row.removed_at.is_none() {
+                row.last_synced_at = row.last_synced_at.max(standing.and_then(|s| s.1));
+            }
             let inbound_agent = row.inbound_agent_id.and_then(|id| {
                 names.get(&id).map(|name| AgentRef {
                     id,
@@ -99,8 +104,7 @@ fn enrich(
             });
             let facts = facts(&row);
             let window = WindowUse::of(&calls.remove(&row.id).unwrap_or_default(), now);
-            let needs_reconnect =
-                statuses.get(&row.whatsapp_account_id) == Some(&AccountStatus::NeedsReconnect);
+            let needs_reconnect = standing.map(|s| s.0) == Some(AccountStatus::NeedsReconnect);
             let state =
                 facts.registration_state(row.registration_state, row.registration_lease_until, now);
             let (last_error_code, retryable) = match state {

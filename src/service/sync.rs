@@ -161,10 +161,7 @@ pub fn apply_to_row(
     source: QualityEventSource,
     now: NaiveDateTime,
 ) -> Result<bool, ServiceError> {
-    let changed = MetaFields::of(row) != *fields
-        || row.removed_at.is_some()
-        || row.whatsapp_account_id != account_id;
-    if !changed {
+    if !is_changed(row, account_id, fields) {
         return Ok(false);
     }
     numbers::update_from_meta(conn, row.id, account_id, fields, now)?;
@@ -184,6 +181,13 @@ pub fn apply_to_row(
         )?;
     }
     Ok(true)
+}
+
+/// Whether storing `fields` for `account_id` changes the row.
+fn is_changed(row: &PhoneNumberRow, account_id: AccountId, fields: &MetaFields) -> bool {
+    row.removed_at.is_some()
+        || row.whatsapp_account_id != account_id
+        || MetaFields::of(row) != *fields
 }
 
 /// Reads every page of the account's numbers from Meta.
@@ -333,51 +337,92 @@ async fn fetch_and_apply(
         .decrypt(token_enc)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let from_meta = fetch_all(state, &token, &account.waba_id, lease).await?;
-    let (account, lease) = (account.clone(), *lease);
-    state
+    // Work out the changes from what is stored, without the write lock; then write them in short
+    // transactions, each re-checking the lease, so a large sync never holds the database's write
+    // lock for long, and a sync in which nothing changed writes nothing.
+    let plan_for = account.clone();
+    let (changes, counts) = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                // Still ours as we write: a sync that lost its lease writes nothing.
-                let now = db::now();
-                if !accounts::renew_sync(conn, account.id, lease.owner, now, now + lease.length)? {
-                    return Err(ServiceError::SyncInProgress);
-                }
-                apply(conn, &account, &from_meta)
+        .run(move |conn| plan(conn, &plan_for, &from_meta))
+        .await?;
+    let mut changes = changes.into_iter().peekable();
+    let (account_id, lease) = (account.id, *lease);
+    while changes.peek().is_some() {
+        let chunk: Vec<Change> = changes.by_ref().take(WRITE_CHUNK).collect();
+        state
+            .db
+            .run(move |conn| {
+                write_tx(conn, |conn| {
+                    // Still ours as we write: a sync that lost its lease writes nothing more.
+                    let now = db::now();
+                    if !accounts::renew_sync(
+                        conn,
+                        account_id,
+                        lease.owner,
+                        now,
+                        now + lease.length,
+                    )? {
+                        return Err(ServiceError::SyncInProgress);
+                    }
+                    write(conn, account_id, chunk, now)
+                })
             })
-        })
-        .await
+            .await?;
+    }
+    Ok(counts)
 }
 
-fn apply(
+/// Changes written per transaction.
+const WRITE_CHUNK: usize = 500;
+/// Meta ids looked up per query.
+const READ_CHUNK: usize = 1000;
+
+/// One change a sync makes to the stored numbers.
+enum Change {
+    /// Meta's facts of a stored number changed, or it comes back, or it moves to this account;
+    /// `meta_id`: Meta's new id for it (deleted and added again in Meta).
+    Update {
+        row: Box<PhoneNumberRow>,
+        fields: Box<MetaFields>,
+        meta_id: Option<MetaPhoneNumberId>,
+    },
+    Insert(Box<PhoneNumberRow>),
+    Remove(PhoneNumberId),
+}
+
+/// Reads what is stored and works out what the sync must change; writes nothing.
+fn plan(
     conn: &mut DbConnection,
     account: &AccountRow,
     from_meta: &[MetaPhoneNumber],
-) -> Result<SyncCounts, ServiceError> {
+) -> Result<(Vec<Change>, SyncCounts), ServiceError> {
     let now = db::now();
-    let source = QualityEventSource::Sync;
     let mut counts = SyncCounts::default();
+    let mut changes = Vec::new();
     let meta_ids: Vec<MetaPhoneNumberId> = from_meta.iter().map(|n| n.id.clone()).collect();
     let mut known: HashMap<MetaPhoneNumberId, PhoneNumberRow> = HashMap::new();
-    for row in numbers::by_meta_ids(conn, &meta_ids)? {
-        let claim = claim_on(&row, account);
-        if claim > 0
-            && known
-                .get(&row.meta_phone_number_id)
-                .is_none_or(|k| claim_on(k, account) < claim)
-        {
-            known.insert(row.meta_phone_number_id.clone(), row);
+    for ids in meta_ids.chunks(READ_CHUNK) {
+        for row in numbers::by_meta_ids(conn, ids)? {
+            let claim = claim_on(&row, account);
+            if claim > 0
+                && known
+                    .get(&row.meta_phone_number_id)
+                    .is_none_or(|k| claim_on(k, account) < claim)
+            {
+                known.insert(row.meta_phone_number_id.clone(), row);
+            }
         }
     }
     // Rows of this account that Meta no longer lists under their id, by digits: a number deleted and
     // added again in Meta comes back with a new id, and keeps its history and agent here.
     let listed: HashSet<&MetaPhoneNumberId> = meta_ids.iter().collect();
-    let mut orphans: HashMap<String, PhoneNumberRow> = numbers::for_account(conn, account.id)?
-        .into_iter()
+    let ours = numbers::for_account(conn, account.id)?;
+    let mut orphans: HashMap<String, &PhoneNumberRow> = ours
+        .iter()
         .filter(|r| !listed.contains(&r.meta_phone_number_id))
         .map(|r| (r.display_digits.clone(), r))
         .collect();
-    let mut unchanged = Vec::new();
+    let mut kept: HashSet<PhoneNumberId> = HashSet::new();
     let mut seen = HashSet::new();
     for meta in from_meta {
         if !seen.insert(meta.id.clone()) {
@@ -391,37 +436,80 @@ fn apply(
                     .push(meta.display_phone_number.clone());
             }
             Some(row) => {
+                kept.insert(row.id);
                 let fields = meta_fields(meta, Some(row));
-                if apply_to_row(conn, row, account.id, &fields, source, now)? {
+                if is_changed(row, account.id, &fields) {
                     counts.updated += 1;
-                } else {
-                    unchanged.push(row.id);
+                    changes.push(Change::Update {
+                        row: Box::new(row.clone()),
+                        fields: Box::new(fields),
+                        meta_id: None,
+                    });
                 }
             }
             None => match orphans.remove(&digits(&meta.display_phone_number)) {
                 Some(row) => {
-                    numbers::set_meta_id(conn, row.id, &meta.id)?;
-                    let fields = meta_fields(meta, Some(&row));
-                    apply_to_row(conn, &row, account.id, &fields, source, now)?;
+                    kept.insert(row.id);
                     counts.updated += 1;
+                    changes.push(Change::Update {
+                        row: Box::new(row.clone()),
+                        fields: Box::new(meta_fields(meta, Some(row))),
+                        meta_id: Some(meta.id.clone()),
+                    });
                 }
                 None => {
                     let row = new_row(account, meta, now);
-                    numbers::insert(conn, &row)?;
                     counts.added += 1;
                     counts.added_ids.push(row.id);
+                    changes.push(Change::Insert(Box::new(row)));
                 }
             },
         }
     }
-    numbers::touch_synced(conn, &unchanged, now)?;
-    let gone: Vec<PhoneNumberId> = numbers::for_account(conn, account.id)?
-        .into_iter()
-        .filter(|r| r.removed_at.is_none() && !seen.contains(&r.meta_phone_number_id))
-        .map(|r| r.id)
-        .collect();
-    counts.removed = numbers::mark_removed(conn, &gone, now)? as u64;
-    Ok(counts)
+    for row in &ours {
+        if row.removed_at.is_none() && !kept.contains(&row.id) {
+            counts.removed += 1;
+            changes.push(Change::Remove(row.id));
+        }
+    }
+    Ok((changes, counts))
+}
+
+/// Writes planned changes (the caller holds the transaction and the lease).
+fn write(
+    conn: &mut DbConnection,
+    account_id: AccountId,
+    changes: Vec<Change>,
+    now: NaiveDateTime,
+) -> Result<(), ServiceError> {
+    let mut removed = Vec::new();
+    for change in changes {
+        match change {
+            Change::Update {
+                row,
+                fields,
+                meta_id,
+            } => {
+                if let Some(meta_id) = &meta_id {
+                    numbers::set_meta_id(conn, row.id, meta_id)?;
+                }
+                apply_to_row(
+                    conn,
+                    &row,
+                    account_id,
+                    &fields,
+                    QualityEventSource::Sync,
+                    now,
+                )?;
+            }
+            Change::Insert(row) => {
+                numbers::insert(conn, &row)?;
+            }
+            Change::Remove(id) => removed.push(id),
+        }
+    }
+    numbers::mark_removed(conn, &removed, now)?;
+    Ok(())
 }
 
 /// How strongly a stored row of a Meta id claims the number for `account`'s sync: a live row holds

@@ -1886,3 +1886,101 @@ async fn a_rate_limit_answer_holds_the_wabas_calls_for_as_long_as_meta_says() {
         "Meta hears nothing until it said it would listen"
     );
 }
+
+/// `(id, meta id, quality, last_synced_at, updated_at)` of every stored number, read below the API.
+fn stored_numbers(app: &TestApp) -> Vec<(String, String, String, Option<String>, String)> {
+    use diesel::prelude::*;
+    use whatsapp_numbers::db::schema::phone_numbers as n;
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        Option<chrono::NaiveDateTime>,
+        chrono::NaiveDateTime,
+    )> = n::table
+        .select((
+            n::id,
+            n::meta_phone_number_id,
+            n::quality_rating,
+            n::last_synced_at,
+            n::updated_at,
+        ))
+        .order(n::id)
+        .load(&mut app.raw_connection())
+        .unwrap();
+    rows.into_iter()
+        .map(|(a, b, c, d, e)| (a, b, c, d.map(|d| d.to_string()), e.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_sync_writes_in_short_transactions_and_one_with_no_change_writes_nothing() {
+    let server = MockServer::start().await;
+    let app = spawn_app_with_meta(&server).await;
+    let pages = |changed: usize| -> Vec<Vec<Value>> {
+        (0..12)
+            .map(|page| {
+                (0..100)
+                    .map(|i| {
+                        let n = page * 100 + i;
+                        let quality = if n < changed { "YELLOW" } else { "GREEN" };
+                        let id = format!("77{n:04}");
+                        node(&id, &format!("+1 555-1{n:04}"), "CLOUD_API", quality)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(&server, WABA, pages(0)).await;
+    let token = app.editor("ws");
+    let body = json!({"waba_id": WABA, "access_token": TOKEN});
+    let connected: Value = connect(&app, &token, body).await.json().await.unwrap();
+    assert_eq!(connected["sync"]["added"], 1200, "{connected}");
+    let before = stored_numbers(&app);
+    assert_eq!(before.len(), 1200);
+
+    let unchanged = sync_now(&app, &token).await;
+    assert_eq!(
+        (
+            &unchanged["added"],
+            &unchanged["updated"],
+            &unchanged["removed"]
+        ),
+        (&json!(0), &json!(0), &json!(0))
+    );
+    let rewritten = stored_numbers(&app)
+        .iter()
+        .zip(&before)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(rewritten, 0, "no row written");
+    // Yet every number shows it was confirmed by that sync.
+    let account = &app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0];
+    let page = app.get_json("/api/v1/phone-numbers?limit=3", &token).await;
+    for number in page["data"].as_array().unwrap() {
+        assert_eq!(number["last_synced_at"], account["last_synced_at"]);
+    }
+
+    // 1 % changes: exactly those rows are written, across the write chunks.
+    server.reset().await;
+    mount_waba(&server, WABA, TOKEN).await;
+    mount_numbers(&server, WABA, pages(12)).await;
+    let changed = sync_now(&app, &token).await;
+    assert_eq!(changed["updated"], 12, "{changed}");
+    let after = stored_numbers(&app);
+    let written: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(_, a)| a.1.as_str())
+        .collect();
+    assert_eq!(written.len(), 12);
+    assert!(written
+        .iter()
+        .all(|id| id.as_bytes()[2..4] == *b"00" && id[4..].parse::<u32>().unwrap() < 12));
+    assert!(after
+        .iter()
+        .filter(|a| written.contains(&a.1.as_str()))
+        .all(|a| a.2 == "YELLOW"));
+}
