@@ -5,6 +5,9 @@ use whatsapp_numbers::config::Settings;
 use whatsapp_numbers::startup::{init_tracing, Application};
 use whatsapp_numbers::{api, db};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {

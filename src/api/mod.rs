@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod phone_numbers;
 pub mod problem;
 pub mod sandbox;
+mod time;
 pub mod types;
 
 use std::sync::OnceLock;

@@ -22,6 +22,7 @@ pub struct SandboxMessage {
     pub message_id: String,
     /// The body as it would have gone to `POST /{PHONE-NUMBER-ID}/messages`.
     pub body: SandboxMessageBody,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub sent_at: DateTime<Utc>,
 }
 

@@ -66,6 +66,7 @@ pub struct Registration {
     pub last_error_code: Option<i64>,
     /// When `state` is `failed`: whether clicking Register again can help. Null otherwise.
     pub retryable: Option<bool>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// Register calls in Meta's moving 72-hour window.
     #[schema(minimum = 0)]
@@ -77,6 +78,7 @@ pub struct Registration {
     #[schema(minimum = 1)]
     pub calls_per_click: i64,
     /// When Register can be clicked again, if something blocks it until a time; else null.
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub blocked_reason: Option<BlockedReason>,
 }
@@ -121,10 +123,14 @@ pub struct PhoneNumber {
     /// Whether agents may pick this number as their outbound number.
     pub can_use_as_outbound: bool,
     pub whatsapp_account_id: AccountId,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub last_synced_at: Option<DateTime<Utc>>,
     /// Set when the number disappeared from its account in Meta; such numbers are kept for their history.
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub removed_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -200,7 +206,9 @@ pub struct Agent {
     pub whatsapp_outbound_number: Option<NumberSummary>,
     /// The numbers whose inbound messages this agent answers.
     pub inbound_phone_numbers: Vec<NumberSummary>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -242,6 +250,7 @@ pub struct AuditEvent {
     pub number_id: Option<PhoneNumberId>,
     pub agent_id: Option<AgentId>,
     pub detail: AuditDetail,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -276,14 +285,18 @@ pub struct WhatsAppAccount {
     pub name: Option<String>,
     pub status: AccountStatus,
     /// When the token expires; null for tokens that never do.
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub token_expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub last_synced_at: Option<DateTime<Utc>>,
     /// Why the last sync failed, in words for the user; null after a successful sync.
     pub last_sync_error: Option<String>,
     /// How many numbers this account has (not counting removed ones).
     #[schema(minimum = 0)]
     pub phone_number_count: i64,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -417,6 +430,7 @@ pub struct SignupConfig {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegistrationAttempt {
     pub id: AttemptId,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub attempted_at: DateTime<Utc>,
     pub outcome: AttemptOutcome,
     /// The token's `sub` of whoever clicked Register.
@@ -467,6 +481,7 @@ pub struct QualityEvent {
     pub source: QualityEventSource,
     /// Meta's event name when a webhook gave one (`THROUGHPUT_UPGRADE`, `FLAGGED`, ...).
     pub event: Option<String>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -97,6 +97,7 @@ impl DbUrl {
                 Ok(DbConnection::Postgresql(conn))
             }
             DbUrl::Sqlite(path) => {
+                sqlite_multithread();
                 // Switching a new file to WAL can fail with "database is locked" without waiting
                 // on busy_timeout while another connection does the same: set up one at a time.
                 let _guard = sqlite_lock();
@@ -120,11 +121,21 @@ pub struct Manager {
     queries: Arc<AtomicU64>,
 }
 
+/// A pooled connection, with when it was last known to work.
+pub struct Pooled {
+    conn: DbConnection,
+    checked_at: std::time::Instant,
+}
+
+/// A connection handed out again within this long of its last use is not tested first: a busy
+/// service would otherwise pay a round trip to the database on every request.
+const TRUSTED_FOR: Duration = Duration::from_secs(5);
+
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Pooled;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+    fn connect(&self) -> Result<Pooled, r2d2::Error> {
         let mut conn = self.url.connect().map_err(r2d2::Error::ConnectionError)?;
         let queries = self.queries.clone();
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
@@ -132,16 +143,28 @@ impl ManageConnection for Manager {
                 queries.fetch_add(1, Ordering::Relaxed);
             }
         });
-        Ok(conn)
+        Ok(Pooled {
+            conn,
+            checked_at: std::time::Instant::now(),
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+    /// Tests a connection that sat idle (the server may have closed it meanwhile).
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), r2d2::Error> {
+        if pooled.checked_at.elapsed() > TRUSTED_FOR {
+            pooled
+                .conn
+                .batch_execute("SELECT 1")
+                .map_err(r2d2::Error::QueryError)?;
+        }
+        pooled.checked_at = std::time::Instant::now();
+        Ok(())
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+            &mut pooled.conn,
+        )
     }
 }
 
@@ -215,7 +238,7 @@ impl Db {
             let mut conn: PooledConnection<Manager> = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
-            f(&mut conn)
+            f(&mut conn.conn)
         })
         .await
         .map_err(|e| DbError::Task(format!("database task failed: {e}")))?
@@ -260,6 +283,52 @@ fn run_migrations(url: &DbUrl) -> Result<(), String> {
             migrate(&mut conn)
         }
     }
+}
+
+/// Puts SQLite in its multi-thread mode before it opens anything: a connection is used by one thread
+/// at a time (the pool hands it out), so SQLite's own lock around every call on it, which its
+/// default serialized mode takes, is pure cost. Too late once SQLite is initialized; then the
+/// default stays, which is also correct.
+fn sqlite_multithread() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is called once, before this process opens any SQLite connection
+        // (every connection is opened through here); if SQLite was initialized anyway, it returns
+        // SQLITE_MISUSE and changes nothing.
+        let rc =
+            unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite keeps its serialized threading mode");
+        }
+        // SAFETY: registers a function with the signature SQLite calls auto-extensions with.
+        let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(stable_plans)) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::warn!(rc, "SQLite will re-plan statements with bound LIMITs");
+        }
+    });
+}
+
+/// Run by SQLite for every connection it opens: turns on the query planner stability guarantee.
+/// Without it SQLite reads a bound `LIMIT` (diesel binds every limit) while planning and
+/// re-prepares the statement each time it is bound again, so the table's cached query was parsed
+/// and planned afresh on every request. No query here relies on bound values for its plan (the
+/// searches are `%…%` patterns, and no statistics are gathered).
+unsafe extern "C" fn stable_plans(
+    db: *mut libsqlite3_sys::sqlite3,
+    _error: *mut *mut std::ffi::c_char,
+    _api: *const libsqlite3_sys::sqlite3_api_routines,
+) -> std::ffi::c_int {
+    // SAFETY: `db` is the connection SQLite is opening; the option takes an int and a nullable
+    // out-pointer.
+    unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        );
+    }
+    libsqlite3_sys::SQLITE_OK
 }
 
 /// Serializes SQLite connection set-up and migrations within the process.

@@ -469,6 +469,9 @@ pub fn claim_registration(
 }
 
 /// Extends `owner`'s lease to `until` if `owner` still holds a live one; true when it does.
+/// Like the claim, it sets the last attempt time: every register call is recorded after one of
+/// them, so no call is later than its number's `registration_last_attempt_at` (the table relies
+/// on it to skip numbers with no call in Meta's window).
 pub fn renew_registration(
     conn: &mut DbConnection,
     id: PhoneNumberId,
