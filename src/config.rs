@@ -71,6 +71,16 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// Connections when `DATABASE_POOL_SIZE` is unset. SQLite works in this process, on its cores:
+/// two connections a core keep them busy, and more only make requests wait longer at the tail
+/// (bench/table.sh). PostgreSQL works elsewhere, so requests waiting on it need more.
+fn default_pool_size(url: &DbUrl, cores: usize) -> u32 {
+    match url {
+        DbUrl::Sqlite(_) => u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2),
+        DbUrl::Postgres(_) => 10,
+    }
+}
+
 impl Settings {
     /// The keys that sign and check bearer tokens, with the configured issuer and audience.
     pub fn token_keys(&self) -> crate::auth::TokenKeys {
@@ -87,6 +97,7 @@ impl Settings {
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
         let default_database = var("DATABASE_URL").is_none();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let database_url = match var("DATABASE_URL") {
             Some(url) => DbUrl::parse(&url)?,
             None => DbUrl::Sqlite(
@@ -96,6 +107,7 @@ impl Settings {
                     .into_owned(),
             ),
         };
+        let pool_size = default_pool_size(&database_url, cores);
         let meta_app = match (var("META_APP_ID"), var("META_APP_SECRET")) {
             (Some(app_id), Some(app_secret)) => Some(MetaApp {
                 app_id,
@@ -168,12 +180,8 @@ impl Settings {
             },
             register_retry_base_ms: number(&var, "REGISTER_RETRY_BASE_MS", 2000)?,
             meta_timeout_seconds: number(&var, "META_TIMEOUT_SECONDS", 15)?,
-            db_pool_size: number(&var, "DATABASE_POOL_SIZE", 10)?,
-            http_workers: number(
-                &var,
-                "HTTP_WORKERS",
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )?,
+            db_pool_size: number(&var, "DATABASE_POOL_SIZE", pool_size)?,
+            http_workers: number(&var, "HTTP_WORKERS", cores)?,
             development,
         })
     }

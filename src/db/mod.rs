@@ -185,6 +185,9 @@ pub struct Db {
     pool: Pool<Manager>,
     backend: &'static str,
     queries: Arc<AtomicU64>,
+    /// One permit per pooled connection: work waits for one here, in arrival order, before it
+    /// takes a blocking thread, rather than parking a thread each on the pool's lock.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Db {
@@ -213,6 +216,7 @@ impl Db {
             pool,
             backend: url.backend(),
             queries,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
         })
     }
 
@@ -234,7 +238,14 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn: PooledConnection<Manager> = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
@@ -299,6 +310,11 @@ fn sqlite_multithread() {
             unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD) };
         if rc != libsqlite3_sys::SQLITE_OK {
             tracing::debug!(rc, "SQLite keeps its serialized threading mode");
+        }
+        // Nor does anything read SQLite's memory statistics, which take a global lock on every
+        // allocation. SAFETY: as above.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0);
         }
         // SAFETY: registers a function with the signature SQLite calls auto-extensions with.
         let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(stable_plans)) };

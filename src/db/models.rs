@@ -83,7 +83,7 @@ pub struct AgentChanges {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = phone_numbers)]
+#[diesel(table_name = phone_numbers, check_for_backend(super::MultiBackend))]
 pub struct PhoneNumberRow {
     pub id: PhoneNumberId,
     pub workspace_id: WorkspaceId,
@@ -112,14 +112,20 @@ pub struct PhoneNumberRow {
     pub registration_last_error: Option<String>,
     /// Meta's code of the last failed call, when Meta gave one.
     pub registration_last_error_code: Option<i64>,
+    #[diesel(deserialize_as = super::types::MaybeTime)]
     pub registration_last_attempt_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = super::types::MaybeTime)]
     pub registration_lease_until: Option<NaiveDateTime>,
     /// Who holds the lease: only that attempt renews or releases it.
     pub registration_lease_owner: Option<LeaseOwner>,
     pub pin_enc: Option<Sealed>,
+    #[diesel(deserialize_as = super::types::MaybeTime)]
     pub last_synced_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = super::types::MaybeTime)]
     pub removed_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = super::types::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = super::types::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 

@@ -5,11 +5,12 @@
 use std::borrow::Cow;
 use std::io::Write;
 
+use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::Text;
+use diesel::sql_types::{Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::MultiBackend;
@@ -108,8 +109,7 @@ macro_rules! sql_text {
 
         impl FromSql<Text, Sqlite> for $t {
             fn from_sql(bytes: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-                let text = <String as FromSql<Text, Sqlite>>::from_sql(bytes)?;
-                Ok(<$t as StoredText>::from_text(&text)?)
+                Ok(<$t as StoredText>::from_text(sqlite_text(bytes)?)?)
             }
         }
 
@@ -142,6 +142,142 @@ sql_text!(
     PlatformType,
     crate::crypto::Sealed,
 );
+
+/// The text of a SQLite value, borrowed for the duration of the read (no copy).
+fn sqlite_text(bytes: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<&str> {
+    let text = <*const str as FromSql<Text, Sqlite>>::from_sql(bytes)?;
+    // SAFETY: diesel hands out a pointer into the row's current value, valid until the statement
+    // steps again; the reference does not leave the `from_sql` that holds the row.
+    Ok(unsafe { &*text })
+}
+
+/// A stored timestamp, read the fast way: SQLite keeps it as text (`2026-11-26 12:00:00.123456`),
+/// which diesel parses with chrono's general format parser, trying format after format; the
+/// numbers table reads five per row. PostgreSQL's binary form is read as diesel reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::deserialize::FromSqlRow)]
+pub struct DbTime(pub NaiveDateTime);
+
+/// The same, for a nullable column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::deserialize::FromSqlRow)]
+pub struct MaybeTime(pub Option<NaiveDateTime>);
+
+impl From<DbTime> for NaiveDateTime {
+    fn from(time: DbTime) -> Self {
+        time.0
+    }
+}
+
+impl From<MaybeTime> for Option<NaiveDateTime> {
+    fn from(time: MaybeTime) -> Self {
+        time.0
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with an optional fraction of up to nine digits (`T` also separates).
+fn parse_time(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            num(20, b.len())? * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let time =
+        chrono::NaiveTime::from_hms_nano_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, nanos)?;
+    Some(NaiveDateTime::new(date, time))
+}
+
+impl FromSql<Timestamp, Sqlite> for DbTime {
+    fn from_sql(bytes: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        let text = sqlite_text(bytes)?;
+        match parse_time(text) {
+            Some(time) => Ok(DbTime(time)),
+            // Anything else SQLite may hold (another separator, a zone): chrono's parser.
+            None => [
+                "%Y-%m-%d %H:%M:%S%.f%:z",
+                "%Y-%m-%dT%H:%M:%S%.f%:z",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+            .map(DbTime)
+            .ok_or_else(|| format!("stored timestamp `{text}` is not one").into()),
+        }
+    }
+}
+
+impl FromSql<Timestamp, Pg> for DbTime {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(bytes).map(DbTime)
+    }
+}
+
+impl FromSql<Timestamp, MultiBackend> for DbTime {
+    fn from_sql(bytes: <MultiBackend as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        bytes.from_sql::<Self, Timestamp>()
+    }
+}
+
+impl FromSql<Nullable<Timestamp>, MultiBackend> for MaybeTime {
+    fn from_sql(bytes: <MultiBackend as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        <DbTime as FromSql<Timestamp, MultiBackend>>::from_sql(bytes).map(|t| MaybeTime(Some(t.0)))
+    }
+
+    fn from_nullable_sql(
+        bytes: Option<<MultiBackend as Backend>::RawValue<'_>>,
+    ) -> deserialize::Result<Self> {
+        match bytes {
+            Some(bytes) => Self::from_sql(bytes),
+            None => Ok(MaybeTime(None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_read_as_chrono_reads_them() {
+        for text in [
+            "2026-11-26 12:00:00",
+            "2026-11-26 12:00:00.5",
+            "2026-11-26 12:00:00.123456",
+            "2026-11-26T23:59:59.123456789",
+            "2000-01-01 00:00:00",
+        ] {
+            let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+                .unwrap();
+            assert_eq!(parse_time(text), Some(chrono), "{text}");
+        }
+        for text in [
+            "",
+            "2026-11-26",
+            "2026-13-01 00:00:00",
+            "2026-11-26 12:00:00.",
+            "2026-11-26 12:00:00.1234567890",
+            "2026-11-26 12:00:00+01:00",
+            "2026-11-26 1a:00:00",
+        ] {
+            assert_eq!(parse_time(text), None, "{text}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
