@@ -131,6 +131,22 @@ pub fn claim_sync(
     Ok(taken == 1)
 }
 
+/// Whether `owner` holds a live sync lease on the account.
+pub fn holds_sync(
+    conn: &mut DbConnection,
+    id: AccountId,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let held: i64 = accounts::table
+        .filter(accounts::id.eq(id))
+        .filter(accounts::sync_lease_owner.eq(owner))
+        .filter(accounts::sync_lease_until.ge(now))
+        .count()
+        .get_result(conn)?;
+    Ok(held == 1)
+}
+
 /// Extends `owner`'s sync lease to `until` if `owner` still holds a live one; true when it does.
 pub fn renew_sync(
     conn: &mut DbConnection,

@@ -377,6 +377,22 @@ pub fn insert(conn: &mut DbConnection, row: &PhoneNumberRow) -> QueryResult<usiz
         .execute(conn)
 }
 
+/// Inserts rows as they are, in one statement (each backend's own multi-row insert, which the
+/// multi-backend connection does not offer).
+pub fn insert_many(conn: &mut DbConnection, rows: &[PhoneNumberRow]) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    match conn {
+        DbConnection::Postgresql(pg) => diesel::insert_into(phone_numbers::table)
+            .values(rows)
+            .execute(pg),
+        DbConnection::Sqlite(sqlite) => diesel::insert_into(phone_numbers::table)
+            .values(rows)
+            .execute(sqlite),
+    }
+}
+
 /// Every number of an account, removed ones included.
 pub fn for_account(
     conn: &mut DbConnection,
@@ -559,4 +575,14 @@ pub fn meta_ids(
         .filter(phone_numbers::workspace_id.eq(workspace))
         .select(phone_numbers::meta_phone_number_id)
         .load(conn)
+}
+
+/// Has PostgreSQL gather the table's statistics now (after a sync added many rows, its planner
+/// would otherwise plan for the table as it was); SQLite keeps none, so nothing to do there.
+pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    match conn {
+        DbConnection::Postgresql(pg) => pg.batch_execute("ANALYZE phone_numbers"),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
 }

@@ -23,8 +23,8 @@ use crate::state::AppState;
 /// Slack on top of one page's call: the database work around it.
 const SYNC_LEASE_MARGIN: TimeDelta = TimeDelta::seconds(30);
 
-/// One sync of one account: who holds its lease, and how long the lease lasts between renewals
-/// (the sync renews before every page and before it writes, so the lease covers one call).
+/// One sync of one account: who holds its lease, and how long the lease lasts after a renewal:
+/// one call to Meta and [`SYNC_LEASE_MARGIN`].
 #[derive(Debug, Clone, Copy)]
 struct SyncLease {
     account: AccountId,
@@ -32,24 +32,69 @@ struct SyncLease {
     length: TimeDelta,
 }
 
+/// Calls of the budget reserved at most at once: a sync reserves 1, then 2, 4, ... up to this many
+/// as its pages go on, so a small WABA spends what it uses and a large one writes a reservation
+/// every sixteen pages, not one per page.
+const MAX_RESERVATION: i64 = 16;
+
+/// Where a sync stands before its next page.
+#[derive(Debug, Clone, Copy)]
+struct Paging {
+    /// Calls of the WABA's budget reserved and not yet used.
+    reserved: i64,
+    /// How many to reserve next time.
+    next_reservation: i64,
+    /// Until when the lease was last extended.
+    lease_until: NaiveDateTime,
+}
+
 impl SyncLease {
-    /// Before a page: extends the lease if this sync still holds it (a sync that lost it stops)
-    /// and spends a call of the WABA's budget (a sync past it waits).
-    async fn before_page(&self, state: &AppState, waba: &WabaId) -> Result<(), ServiceError> {
-        let (lease, waba) = (*self, waba.clone());
-        state
+    /// Before a page: the lease is checked (a sync that lost it stops) and extended whenever it
+    /// could lapse during the call, and a call of the WABA's budget is taken from the reserved
+    /// ones, reserving more when none are left (a sync past the budget waits).
+    async fn before_page(
+        &self,
+        state: &AppState,
+        waba: &WabaId,
+        paging: &mut Paging,
+    ) -> Result<(), ServiceError> {
+        let (lease, waba, current) = (*self, waba.clone(), *paging);
+        *paging = state
             .db
             .run(move |conn| {
+                let now = db::now();
+                // Extended at least every SYNC_LEASE_MARGIN: it always outlasts the next call.
+                let lapses_soon = current.lease_until - now < lease.length - SYNC_LEASE_MARGIN;
+                if current.reserved > 0 && !lapses_soon {
+                    return if accounts::holds_sync(conn, lease.account, lease.owner, now)? {
+                        Ok(Paging {
+                            reserved: current.reserved - 1,
+                            ..current
+                        })
+                    } else {
+                        Err(ServiceError::SyncInProgress)
+                    };
+                }
                 write_tx(conn, |conn| {
-                    let now = db::now();
                     let until = now + lease.length;
                     if !accounts::renew_sync(conn, lease.account, lease.owner, now, until)? {
                         return Err(ServiceError::SyncInProgress);
                     }
-                    super::budget::spend(conn, &waba, 1, now)
+                    let mut next = Paging {
+                        lease_until: until,
+                        ..current
+                    };
+                    if next.reserved == 0 {
+                        super::budget::spend(conn, &waba, next.next_reservation, now)?;
+                        next.reserved = next.next_reservation;
+                        next.next_reservation = (next.next_reservation * 2).min(MAX_RESERVATION);
+                    }
+                    next.reserved -= 1;
+                    Ok(next)
                 })
             })
-            .await
+            .await?;
+        Ok(())
     }
 }
 /// Guard against a Meta that keeps answering with a next page.
@@ -200,8 +245,13 @@ async fn fetch_all(
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     let mut seen_cursors = HashSet::new();
+    let mut paging = Paging {
+        reserved: 0,
+        next_reservation: 1,
+        lease_until: db::now(),
+    };
     for _ in 0..MAX_PAGES {
-        lease.before_page(state, waba_id).await?;
+        lease.before_page(state, waba_id, &mut paging).await?;
         let page = state
             .meta
             .list_phone_numbers(token, waba_id, after.as_deref())
@@ -345,6 +395,7 @@ async fn fetch_and_apply(
         .db
         .run(move |conn| plan(conn, &plan_for, &from_meta))
         .await?;
+    let refresh = counts.added >= REFRESH_STATISTICS_AFTER;
     let mut changes = changes.into_iter().peekable();
     let (account_id, lease) = (account.id, *lease);
     while changes.peek().is_some() {
@@ -369,8 +420,22 @@ async fn fetch_and_apply(
             })
             .await?;
     }
+    if refresh {
+        // Fresh statistics now, or the next sync and the table are planned as for an empty table
+        // until the database gets round to it.
+        let refreshed: Result<(), ServiceError> = state
+            .db
+            .run(|conn| numbers::refresh_statistics(conn).map_err(ServiceError::from))
+            .await;
+        if let Err(err) = refreshed {
+            tracing::warn!(error = %err.diagnostic(), "could not refresh the numbers' statistics");
+        }
+    }
     Ok(counts)
 }
+
+/// A sync that adds this many numbers refreshes the database's statistics of the table.
+const REFRESH_STATISTICS_AFTER: u64 = 1000;
 
 /// Changes written per transaction.
 const WRITE_CHUNK: usize = 500;
@@ -482,7 +547,7 @@ fn write(
     changes: Vec<Change>,
     now: NaiveDateTime,
 ) -> Result<(), ServiceError> {
-    let mut removed = Vec::new();
+    let (mut removed, mut inserted) = (Vec::new(), Vec::new());
     for change in changes {
         match change {
             Change::Update {
@@ -502,12 +567,11 @@ fn write(
                     now,
                 )?;
             }
-            Change::Insert(row) => {
-                numbers::insert(conn, &row)?;
-            }
+            Change::Insert(row) => inserted.push(*row),
             Change::Remove(id) => removed.push(id),
         }
     }
+    numbers::insert_many(conn, &inserted)?;
     numbers::mark_removed(conn, &removed, now)?;
     Ok(())
 }
