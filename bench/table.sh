@@ -57,6 +57,7 @@ trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $
 PG_URL="${PG_ADMIN%/*}/$PG_DB"
 DATABASE_URL="$PG_URL" DATA_DIR="$WORK" "$BIN" migrate >/dev/null
 python3 "$ROOT/bench/seed.py" "$NUMBERS" bench | psql -q "$PG_URL" >/dev/null
+psql -q "$PG_URL" -c ANALYZE >/dev/null # as autovacuum would soon: statistics of the seeded rows
 DATABASE_URL="$PG_URL" DATA_DIR="$WORK" BIND_ADDR=127.0.0.1:18083 SYNC_INTERVAL_SECONDS=0 "$BIN" serve >"$WORK/ours-pg.log" 2>&1 &
 PIDS+=($!)
 wait_for http://127.0.0.1:18083/healthz

@@ -359,15 +359,20 @@ pub fn calls_since(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    registration_attempts::table
-        .filter(registration_attempts::number_id.eq_any(ids))
-        .filter(registration_attempts::created_at.gt(since))
-        .select((
-            registration_attempts::number_id,
-            registration_attempts::created_at,
-            registration_attempts::meta_code,
-        ))
-        .load(conn)
+    let calls: Vec<(PhoneNumberId, super::types::DbTime, Option<i64>)> =
+        registration_attempts::table
+            .filter(registration_attempts::number_id.eq_any(ids))
+            .filter(registration_attempts::created_at.gt(since))
+            .select((
+                registration_attempts::number_id,
+                registration_attempts::created_at,
+                registration_attempts::meta_code,
+            ))
+            .load(conn)?;
+    Ok(calls
+        .into_iter()
+        .map(|(id, at, code)| (id, at.0, code))
+        .collect())
 }
 
 /// Inserts a number row as is (sync decides what the row holds).

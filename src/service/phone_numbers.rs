@@ -81,7 +81,9 @@ fn enrich(
     rows: Vec<PhoneNumberRow>,
 ) -> Result<Vec<NumberRecord>, ServiceError> {
     let now = db::now();
-    let agent_ids: Vec<AgentId> = rows.iter().filter_map(|r| r.inbound_agent_id).collect();
+    let mut agent_ids: Vec<AgentId> = rows.iter().filter_map(|r| r.inbound_agent_id).collect();
+    agent_ids.sort_unstable();
+    agent_ids.dedup();
     let names: HashMap<AgentId, String> = agents::names(conn, workspace, &agent_ids)?
         .into_iter()
         .collect();
