@@ -18,7 +18,7 @@ trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $
 NUMBERS=$NUMBERS BIND_ADDR=127.0.0.1:18090 "$BASE/meta-standin" >"$WORK/standin.log" 2>&1 &
 PIDS+=($!)
 STANDIN=http://127.0.0.1:18090
-wait_for_standin() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$STANDIN/v25.0/$WABA" && return; sleep 0.05; done; exit 1; }
+wait_for_standin() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$STANDIN/v25.0/$WABA" 2>/dev/null && return; sleep 0.05; done; exit 1; }
 wait_for_standin
 ms() { awk -v s="$1" 'BEGIN {printf "%.0f", s*1000}'; }
 
