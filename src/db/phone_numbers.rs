@@ -5,12 +5,13 @@ use diesel::prelude::*;
 
 use super::models::{MetaFields, PhoneNumberRow};
 use super::schema::{phone_numbers, registration_attempts};
+use super::types::MaybeTime;
 use super::{DbConnection, MultiBackend};
 use crate::domain::page::PageRequest;
 use crate::domain::phone_number::{PhoneNumberFilter, THROUGHPUT_NOT_APPLICABLE};
 use crate::domain::{
-    AccountId, AgentId, LeaseOwner, MetaPhoneNumberId, NumberSort, PhoneNumberId, PlatformType,
-    RegistrationState, WorkspaceId,
+    AccountId, AccountStatus, AgentId, LeaseOwner, MetaPhoneNumberId, NumberSort, PhoneNumberId,
+    PlatformType, RegistrationState, WorkspaceId,
 };
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
@@ -71,18 +72,32 @@ pub fn sort_key(row: &PhoneNumberRow, sort: NumberSort) -> String {
     }
 }
 
-/// One page of a workspace's numbers, in `sort` order, then by id.
+/// One page of a workspace's numbers, in `sort` order, then by id, each with what the table
+/// shows beside it (its agent's name, its account's standing), in one query.
 pub fn list(
     conn: &mut DbConnection,
     workspace: &WorkspaceId,
     filter: &PhoneNumberFilter,
     sort: NumberSort,
     page: &PageRequest,
-) -> QueryResult<Vec<PhoneNumberRow>> {
+) -> QueryResult<Vec<(PhoneNumberRow, Beside)>> {
+    use super::schema::{agents, whatsapp_accounts as accounts};
     use phone_numbers::dsl as p;
     let mut query = p::phone_numbers
+        .left_join(
+            agents::table.on(agents::id
+                .nullable()
+                .eq(p::inbound_agent_id)
+                .and(agents::workspace_id.eq(p::workspace_id))),
+        )
+        .inner_join(accounts::table.on(accounts::id.eq(p::whatsapp_account_id)))
         .filter(p::workspace_id.eq(workspace.clone()))
-        .select(PhoneNumberRow::as_select())
+        .select((
+            PhoneNumberRow::as_select(),
+            agents::name.nullable(),
+            accounts::status,
+            accounts::last_synced_at,
+        ))
         .into_boxed::<MultiBackend>();
     if !filter.include_removed {
         query = query.filter(p::removed_at.is_null());
@@ -184,7 +199,29 @@ pub fn list(
             ordered_page!(query, page, p::quality_rank, desc, text_key)
         }
     }
-    query.limit(page.fetch_limit()).load(conn)
+    let rows: Vec<(PhoneNumberRow, Option<String>, AccountStatus, MaybeTime)> =
+        query.limit(page.fetch_limit()).load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(row, agent_name, account_status, synced)| {
+            let beside = Beside {
+                agent_name,
+                account_status: Some(account_status),
+                account_synced_at: synced.0,
+            };
+            (row, beside)
+        })
+        .collect())
+}
+
+/// What the table shows beside a number, from other tables.
+#[derive(Debug, Clone, Default)]
+pub struct Beside {
+    /// The inbound agent's name.
+    pub agent_name: Option<String>,
+    pub account_status: Option<AccountStatus>,
+    /// The account's last successful sync.
+    pub account_synced_at: Option<NaiveDateTime>,
 }
 
 /// One number of the workspace.

@@ -7,6 +7,7 @@ use chrono::NaiveDateTime;
 use super::{audit_row, AgentRef, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::{PhoneNumberRow, QualityEventRow, RegistrationAttemptRow};
+use crate::db::phone_numbers::Beside;
 use crate::db::{
     self, accounts, agents, audit, phone_numbers as numbers, registration, write_tx, Db,
 };
@@ -80,45 +81,63 @@ fn enrich(
     workspace: &WorkspaceId,
     rows: Vec<PhoneNumberRow>,
 ) -> Result<Vec<NumberRecord>, ServiceError> {
-    let now = db::now();
     let mut agent_ids: Vec<AgentId> = rows.iter().filter_map(|r| r.inbound_agent_id).collect();
     agent_ids.sort_unstable();
     agent_ids.dedup();
     let names: HashMap<AgentId, String> = agents::names(conn, workspace, &agent_ids)?
         .into_iter()
         .collect();
+    let standings = accounts::standings(conn, workspace)?;
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let standing = standings.get(&row.whatsapp_account_id);
+            let beside = Beside {
+                agent_name: row.inbound_agent_id.and_then(|id| names.get(&id).cloned()),
+                account_status: standing.map(|s| s.0),
+                account_synced_at: standing.and_then(|s| s.1),
+            };
+            (row, beside)
+        })
+        .collect();
+    records(conn, rows)
+}
+
+/// The number's records from rows read with what the table shows beside them; looks up only the
+/// register calls of numbers attempted since Meta's window opened.
+fn records(
+    conn: &mut db::DbConnection,
+    rows: Vec<(PhoneNumberRow, Beside)>,
+) -> Result<Vec<NumberRecord>, ServiceError> {
+    let now = db::now();
     // Every register call is made under a claim or renewal that sets the number's last attempt
     // time, so a number not attempted since the window opened has no call in it: most of a page,
     // which then costs no lookup.
     let start = window_start(now);
     let ids: Vec<PhoneNumberId> = rows
         .iter()
-        .filter(|r| r.registration_last_attempt_at.is_some_and(|at| at > start))
-        .map(|r| r.id)
+        .filter(|(r, _)| r.registration_last_attempt_at.is_some_and(|at| at > start))
+        .map(|(r, _)| r.id)
         .collect();
     let mut calls = if ids.is_empty() {
         HashMap::new()
     } else {
         calls_in_window(conn, &ids, now)?
     };
-    let standings = accounts::standings(conn, workspace)?;
     Ok(rows
         .into_iter()
-        .map(|mut row| {
-            let standing = standings.get(&row.whatsapp_account_id);
+        .map(|(mut row, beside)| {
             // A successful sync confirms every number it leaves live; it writes only those it changes.
             if row.removed_at.is_none() {
-                row.last_synced_at = row.last_synced_at.max(standing.and_then(|s| s.1));
+                row.last_synced_at = row.last_synced_at.max(beside.account_synced_at);
             }
-            let inbound_agent = row.inbound_agent_id.and_then(|id| {
-                names.get(&id).map(|name| AgentRef {
-                    id,
-                    name: name.clone(),
-                })
-            });
+            let inbound_agent = row
+                .inbound_agent_id
+                .zip(beside.agent_name)
+                .map(|(id, name)| AgentRef { id, name });
             let facts = facts(&row);
             let window = WindowUse::of(&calls.remove(&row.id).unwrap_or_default(), now);
-            let needs_reconnect = standing.map(|s| s.0) == Some(AccountStatus::NeedsReconnect);
+            let needs_reconnect = beside.account_status == Some(AccountStatus::NeedsReconnect);
             let state =
                 facts.registration_state(row.registration_state, row.registration_lease_until, now);
             let (last_error_code, retryable) = match state {
@@ -159,8 +178,10 @@ pub async fn list(
     let workspace = workspace.clone();
     db.run(move |conn| {
         let rows = numbers::list(conn, &workspace, &filter, sort, &page)?;
-        let (rows, next) = page.finish(rows, |r| Cursor::text(numbers::sort_key(r, sort), r.id));
-        Ok((enrich(conn, &workspace, rows)?, next))
+        let (rows, next) = page.finish(rows, |(r, _)| {
+            Cursor::text(numbers::sort_key(r, sort), r.id)
+        });
+        Ok((records(conn, rows)?, next))
     })
     .await
 }

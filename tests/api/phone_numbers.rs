@@ -530,11 +530,9 @@ async fn a_page_costs_the_same_number_of_queries_whatever_its_size() {
             .iter()
             .all(|n| n["inbound_agent"]["name"].is_string()));
     }
-    assert!(cost_of_page[0] >= 3, "the counter counts: {cost_of_page:?}");
-    assert_eq!(
-        cost_of_page[0], cost_of_page[1],
-        "queries per page: {cost_of_page:?}"
-    );
+    // The page with its agents' names and its accounts' standing is one query; register calls
+    // are looked up only for numbers attempted lately (none here).
+    assert_eq!(cost_of_page, [1, 1], "queries per page");
 
     // The agents list batches its numbers the same way.
     let before = app.state.db.queries_executed();
