@@ -64,6 +64,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A 200 JSON answer serialized into a buffer of `capacity` bytes to start with.
+pub(crate) fn json_sized(
+    value: &impl serde::Serialize,
+    capacity: usize,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut body, value)
+        .map_err(|e| ApiError::Service(crate::service::ServiceError::Internal(e.to_string())))?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
+}
+
 /// For everything no route matches: 405 `method_not_allowed` with `Allow` when the path exists
 /// under other methods, else 404 `not_found`.
 pub async fn fallback(req: HttpRequest) -> HttpResponse {

@@ -84,7 +84,7 @@ pub async fn list_phone_numbers(
     state: web::Data<AppState>,
     Reader(caller): Reader,
     query: web::Query<PhoneNumberQuery>,
-) -> Result<web::Json<PhoneNumberList>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let filter = PhoneNumberFilter {
         platform_type: query
@@ -109,10 +109,12 @@ pub async fn list_phone_numbers(
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Text)?;
     let (records, next_cursor) =
         service::list(&state.db, &caller.workspace_id, filter, sort, page).await?;
-    Ok(web::Json(PhoneNumberList {
+    let page = PhoneNumberList {
         data: records.into_iter().map(PhoneNumber::from).collect(),
         next_cursor,
-    }))
+    };
+    // About a kilobyte a number: written once into a buffer of that size, not grown as it goes.
+    super::json_sized(&page, 1024 * page.data.len() + 64)
 }
 
 /// Get one phone number.
