@@ -1984,3 +1984,66 @@ async fn a_large_sync_writes_in_short_transactions_and_one_with_no_change_writes
         .filter(|a| written.contains(&a.1.as_str()))
         .all(|a| a.2 == "YELLOW"));
 }
+
+#[tokio::test]
+async fn a_sync_in_flight_when_its_account_is_disconnected_writes_nothing() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8601", "+1 555-000-8601", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    let account = app.get_json("/api/v1/whatsapp/accounts", &token).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Mock::given(method("DELETE"))
+        .and(path(format!("/v25.0/{WABA}/subscribed_apps")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&server)
+        .await;
+    // From now on Meta answers slowly, and lists a second number.
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": [
+                    node("8601", "+1 555-000-8601", "CLOUD_API", "YELLOW"),
+                    node("8602", "+1 555-000-8602", "CLOUD_API", "GREEN")]}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    app.forget_recent_syncs();
+    let sync_path = format!("/api/v1/whatsapp/accounts/{account}/sync");
+    let syncing = {
+        let (app_url, token) = (app.address.clone(), token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{app_url}{sync_path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let path = format!("/api/v1/whatsapp/accounts/{account}");
+    let gone = app.request(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(gone.status(), 204);
+
+    let sync = syncing.await.unwrap();
+    assert_ne!(sync.status(), 200, "the sync lost its account mid-flight");
+    let numbers = app
+        .get_json("/api/v1/phone-numbers?include_removed=true", &token)
+        .await;
+    let numbers = numbers["data"].as_array().unwrap();
+    assert_eq!(numbers.len(), 1, "nothing added after the disconnect");
+    assert!(numbers[0]["removed_at"].is_string(), "still removed");
+    assert_eq!(numbers[0]["quality_rating"], "GREEN", "nothing updated");
+    assert_eq!(
+        app.get_json("/api/v1/whatsapp/accounts", &token).await["data"],
+        json!([])
+    );
+}
