@@ -262,18 +262,3 @@ pub fn number_counts(
         .load(conn)?;
     Ok(rows.into_iter().collect())
 }
-
-/// The status and last successful sync of each account of the workspace.
-pub fn standings(
-    conn: &mut DbConnection,
-    workspace: &WorkspaceId,
-) -> QueryResult<std::collections::HashMap<AccountId, (AccountStatus, Option<NaiveDateTime>)>> {
-    let rows: Vec<(AccountId, AccountStatus, Option<NaiveDateTime>)> = accounts::table
-        .filter(accounts::workspace_id.eq(workspace))
-        .select((accounts::id, accounts::status, accounts::last_synced_at))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, status, synced)| (id, (status, synced)))
-        .collect())
-}

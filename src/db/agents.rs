@@ -50,22 +50,6 @@ pub fn get(
         .optional()
 }
 
-/// `(id, name)` of the given agents of the workspace.
-pub fn names(
-    conn: &mut DbConnection,
-    workspace: &WorkspaceId,
-    ids: &[AgentId],
-) -> QueryResult<Vec<(AgentId, String)>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    agents::table
-        .filter(agents::workspace_id.eq(workspace))
-        .filter(agents::id.eq_any(ids))
-        .select((agents::id, agents::name))
-        .load(conn)
-}
-
 pub fn insert(conn: &mut DbConnection, row: &AgentRow) -> QueryResult<usize> {
     diesel::insert_into(agents::table).values(row).execute(conn)
 }

@@ -81,24 +81,8 @@ pub fn list(
     sort: NumberSort,
     page: &PageRequest,
 ) -> QueryResult<Vec<(PhoneNumberRow, Beside)>> {
-    use super::schema::{agents, whatsapp_accounts as accounts};
     use phone_numbers::dsl as p;
-    let mut query = p::phone_numbers
-        .left_join(
-            agents::table.on(agents::id
-                .nullable()
-                .eq(p::inbound_agent_id)
-                .and(agents::workspace_id.eq(p::workspace_id))),
-        )
-        .inner_join(accounts::table.on(accounts::id.eq(p::whatsapp_account_id)))
-        .filter(p::workspace_id.eq(workspace.clone()))
-        .select((
-            PhoneNumberRow::as_select(),
-            agents::name.nullable(),
-            accounts::status,
-            accounts::last_synced_at,
-        ))
-        .into_boxed::<MultiBackend>();
+    let mut query = beside_query!(workspace).into_boxed::<MultiBackend>();
     if !filter.include_removed {
         query = query.filter(p::removed_at.is_null());
     }
@@ -199,19 +183,73 @@ pub fn list(
             ordered_page!(query, page, p::quality_rank, desc, text_key)
         }
     }
-    let rows: Vec<(PhoneNumberRow, Option<String>, AccountStatus, MaybeTime)> =
-        query.limit(page.fetch_limit()).load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(row, agent_name, account_status, synced)| {
-            let beside = Beside {
-                agent_name,
-                account_status: Some(account_status),
-                account_synced_at: synced.0,
-            };
-            (row, beside)
-        })
-        .collect())
+    let rows: Vec<BesideRow> = query.limit(page.fetch_limit()).load(conn)?;
+    Ok(rows.into_iter().map(beside).collect())
+}
+
+/// The workspace's numbers joined with what the table shows beside each: the inbound agent's
+/// name (an agent of the same workspace) and the account's standing.
+macro_rules! beside_query {
+    ($workspace:expr) => {{
+        use super::schema::{agents, whatsapp_accounts as accounts};
+        phone_numbers::table
+            .left_join(
+                agents::table.on(agents::id
+                    .nullable()
+                    .eq(phone_numbers::inbound_agent_id)
+                    .and(agents::workspace_id.eq(phone_numbers::workspace_id))),
+            )
+            .inner_join(accounts::table.on(accounts::id.eq(phone_numbers::whatsapp_account_id)))
+            .filter(phone_numbers::workspace_id.eq($workspace.clone()))
+            .select((
+                PhoneNumberRow::as_select(),
+                agents::name.nullable(),
+                accounts::status,
+                accounts::last_synced_at,
+            ))
+    }};
+}
+use beside_query;
+
+/// A row of [`beside_query`].
+type BesideRow = (PhoneNumberRow, Option<String>, AccountStatus, MaybeTime);
+
+fn beside((row, agent_name, account_status, synced): BesideRow) -> (PhoneNumberRow, Beside) {
+    let beside = Beside {
+        agent_name,
+        account_status: Some(account_status),
+        account_synced_at: synced.0,
+    };
+    (row, beside)
+}
+
+/// One number of the workspace with what the table shows beside it.
+pub fn get_beside(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    id: PhoneNumberId,
+) -> QueryResult<Option<(PhoneNumberRow, Beside)>> {
+    let row: Option<BesideRow> = beside_query!(workspace)
+        .filter(phone_numbers::id.eq(id))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(beside))
+}
+
+/// The given numbers of the workspace with what the table shows beside them, in its default order.
+pub fn by_ids_beside(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    ids: &[PhoneNumberId],
+) -> QueryResult<Vec<(PhoneNumberRow, Beside)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<BesideRow> = beside_query!(workspace)
+        .filter(phone_numbers::id.eq_any(ids))
+        .order((phone_numbers::display_digits.asc(), phone_numbers::id.asc()))
+        .load(conn)?;
+    Ok(rows.into_iter().map(beside).collect())
 }
 
 /// What the table shows beside a number, from other tables.
@@ -236,23 +274,6 @@ pub fn get(
         .select(PhoneNumberRow::as_select())
         .first(conn)
         .optional()
-}
-
-/// The given numbers of the workspace, in the table's default order.
-pub fn by_ids(
-    conn: &mut DbConnection,
-    workspace: &WorkspaceId,
-    ids: &[PhoneNumberId],
-) -> QueryResult<Vec<PhoneNumberRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    phone_numbers::table
-        .filter(phone_numbers::workspace_id.eq(workspace))
-        .filter(phone_numbers::id.eq_any(ids))
-        .order((phone_numbers::display_digits.asc(), phone_numbers::id.asc()))
-        .select(PhoneNumberRow::as_select())
-        .load(conn)
 }
 
 /// `(id, display_phone_number)` of the given numbers of the workspace.

@@ -8,9 +8,7 @@ use super::{audit_row, AgentRef, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::{PhoneNumberRow, QualityEventRow, RegistrationAttemptRow};
 use crate::db::phone_numbers::Beside;
-use crate::db::{
-    self, accounts, agents, audit, phone_numbers as numbers, registration, write_tx, Db,
-};
+use crate::db::{self, agents, audit, phone_numbers as numbers, registration, write_tx, Db};
 use crate::domain::page::{Cursor, PageRequest};
 use crate::domain::phone_number::{NumberFacts, PhoneNumberFilter};
 use crate::domain::registration::{window_start, CallInWindow, WindowUse};
@@ -72,35 +70,6 @@ pub(crate) fn calls_in_window(
         });
     }
     Ok(calls)
-}
-
-/// Adds agent names and registration standing to rows: a constant number of queries, whatever
-/// the page size.
-fn enrich(
-    conn: &mut db::DbConnection,
-    workspace: &WorkspaceId,
-    rows: Vec<PhoneNumberRow>,
-) -> Result<Vec<NumberRecord>, ServiceError> {
-    let mut agent_ids: Vec<AgentId> = rows.iter().filter_map(|r| r.inbound_agent_id).collect();
-    agent_ids.sort_unstable();
-    agent_ids.dedup();
-    let names: HashMap<AgentId, String> = agents::names(conn, workspace, &agent_ids)?
-        .into_iter()
-        .collect();
-    let standings = accounts::standings(conn, workspace)?;
-    let rows = rows
-        .into_iter()
-        .map(|row| {
-            let standing = standings.get(&row.whatsapp_account_id);
-            let beside = Beside {
-                agent_name: row.inbound_agent_id.and_then(|id| names.get(&id).cloned()),
-                account_status: standing.map(|s| s.0),
-                account_synced_at: standing.and_then(|s| s.1),
-            };
-            (row, beside)
-        })
-        .collect();
-    records(conn, rows)
 }
 
 /// The number's records from rows read with what the table shows beside them; looks up only the
@@ -204,8 +173,8 @@ pub async fn get_many(
 ) -> Result<Vec<NumberRecord>, ServiceError> {
     let workspace = workspace.clone();
     db.run(move |conn| {
-        let rows = numbers::by_ids(conn, &workspace, &ids)?;
-        enrich(conn, &workspace, rows)
+        let rows = numbers::by_ids_beside(conn, &workspace, &ids)?;
+        records(conn, rows)
     })
     .await
 }
@@ -215,8 +184,8 @@ pub(crate) fn load(
     workspace: &WorkspaceId,
     id: PhoneNumberId,
 ) -> Result<NumberRecord, ServiceError> {
-    let row = numbers::get(conn, workspace, id)?.ok_or(ServiceError::PhoneNumberNotFound)?;
-    enrich(conn, workspace, vec![row])?
+    let row = numbers::get_beside(conn, workspace, id)?.ok_or(ServiceError::PhoneNumberNotFound)?;
+    records(conn, vec![row])?
         .pop()
         .ok_or(ServiceError::PhoneNumberNotFound)
 }
