@@ -191,7 +191,7 @@ pub fn list(
 /// name (an agent of the same workspace) and the account's standing.
 macro_rules! beside_query {
     ($workspace:expr) => {{
-        use super::schema::{agents, whatsapp_accounts as accounts};
+        use crate::db::schema::{agents, whatsapp_accounts as accounts};
         phone_numbers::table
             .left_join(
                 agents::table.on(agents::id
