@@ -125,6 +125,21 @@ pub struct Manager {
 pub struct Pooled {
     conn: DbConnection,
     checked_at: std::time::Instant,
+    /// Set when a statement failed because the connection itself is gone (the server restarted,
+    /// the network dropped): the pool then discards it instead of handing it out again.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether an error says the connection itself is unusable (trying again, on another, helps).
+pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | Error::BrokenTransactionManager
+    )
 }
 
 /// A connection handed out again within this long of its last use is not tested first: a busy
@@ -138,20 +153,27 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Pooled, r2d2::Error> {
         let mut conn = self.url.connect().map_err(r2d2::Error::ConnectionError)?;
         let queries = self.queries.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen_lost = lost.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { .. } => {
                 queries.fetch_add(1, Ordering::Relaxed);
             }
+            InstrumentationEvent::FinishQuery {
+                error: Some(err), ..
+            } if is_connection_lost(err) => seen_lost.store(true, Ordering::Relaxed),
+            _ => {}
         });
         Ok(Pooled {
             conn,
             checked_at: std::time::Instant::now(),
+            lost,
         })
     }
 
     /// Tests a connection that sat idle (the server may have closed it meanwhile).
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), r2d2::Error> {
-        if pooled.checked_at.elapsed() > TRUSTED_FOR {
+        if pooled.checked_at.elapsed() > TRUSTED_FOR || pooled.lost.load(Ordering::Relaxed) {
             pooled
                 .conn
                 .batch_execute("SELECT 1")
@@ -162,9 +184,10 @@ impl ManageConnection for Manager {
     }
 
     fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(
-            &mut pooled.conn,
-        )
+        pooled.lost.load(Ordering::Relaxed)
+            || <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+                &mut pooled.conn,
+            )
     }
 }
 

@@ -164,6 +164,8 @@ impl From<diesel::result::Error> for ServiceError {
     fn from(err: diesel::result::Error) -> Self {
         if crate::db::is_busy(&err) {
             ServiceError::Unavailable(format!("database busy: {err}"))
+        } else if crate::db::is_connection_lost(&err) {
+            ServiceError::Unavailable(format!("database connection lost: {err}"))
         } else {
             ServiceError::Internal(format!("database: {err}"))
         }

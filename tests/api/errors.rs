@@ -215,3 +215,39 @@ async fn a_database_busy_past_its_lock_wait_is_503_with_retry_after_and_changes_
     let agents = app.get_json("/api/v1/agents", &token).await;
     assert_eq!(agents["data"], json!([]));
 }
+
+/// The server closed every pooled connection (a restart, a failover): each dead one fails at most
+/// one request and is dropped; the pool does not keep handing it out because it was used lately.
+#[tokio::test]
+async fn connections_the_database_closed_are_dropped_not_handed_out_again() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn_app().await;
+    if app.sqlite_file().is_some() {
+        return; // SQLite has no server to close them
+    }
+    let token = app.editor("ws");
+    assert_eq!(app.get("/api/v1/phone-numbers", &token).await.status(), 200);
+    app.raw_connection()
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(
+            app.get("/api/v1/phone-numbers", &token)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 503)),
+        "a lost connection is 503, try again: {statuses:?}"
+    );
+    let pool = app.state.settings.db_pool_size as usize;
+    assert!(failed <= pool, "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 200), "{statuses:?}");
+}
