@@ -85,8 +85,18 @@ impl SyncLease {
                         ..current
                     };
                     if next.reserved == 0 {
-                        super::budget::spend(conn, &waba, next.next_reservation, now)?;
-                        next.reserved = next.next_reservation;
+                        // Near the end of the budget, one call at a time until it is spent.
+                        next.reserved =
+                            match super::budget::spend(conn, &waba, next.next_reservation, now) {
+                                Ok(()) => next.next_reservation,
+                                Err(ServiceError::WabaCallBudgetSpent { .. })
+                                    if next.next_reservation > 1 =>
+                                {
+                                    super::budget::spend(conn, &waba, 1, now)?;
+                                    1
+                                }
+                                Err(err) => return Err(err),
+                            };
                         next.next_reservation = (next.next_reservation * 2).min(MAX_RESERVATION);
                     }
                     next.reserved -= 1;

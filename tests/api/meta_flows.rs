@@ -2047,3 +2047,51 @@ async fn a_sync_in_flight_when_its_account_is_disconnected_writes_nothing() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn a_sync_uses_the_last_calls_of_the_budget_one_at_a_time() {
+    use diesel::connection::SimpleConnection;
+    let server = MockServer::start().await;
+    // Not registered: 160 calls an hour for the service. The connect used 3.
+    let (app, token) = connected_app(
+        &server,
+        vec![node("8701", "+1 555-000-8701", "NOT_APPLICABLE", "GREEN")],
+    )
+    .await;
+    let now = if app.sqlite_file().is_some() {
+        "CURRENT_TIMESTAMP"
+    } else {
+        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+    };
+    let fill: String = (0..153)
+        .map(|i| format!("INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('fill-{i}', '{WABA}', {now});"))
+        .collect();
+    app.raw_connection().batch_execute(&fill).unwrap();
+    // Four pages for the four calls left: reserved 1, then 2, then (4 do not fit) 1.
+    server.reset().await;
+    mount_waba(&server, WABA, TOKEN).await;
+    let pages = (0..4)
+        .map(|p| {
+            vec![node(
+                &format!("87{p}0"),
+                &format!("+1 555-001-87{p}0"),
+                "NOT_APPLICABLE",
+                "GREEN",
+            )]
+        })
+        .collect();
+    mount_numbers(&server, WABA, pages).await;
+    let synced = sync_now(&app, &token).await;
+    assert_eq!(synced["failed_accounts"], json!([]), "{synced}");
+    assert_eq!(synced["added"], 4);
+    app.forget_recent_syncs();
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_problem(response, 429, "waba_call_budget_spent").await;
+}
