@@ -217,7 +217,7 @@ type BesideRow = (PhoneNumberRow, Option<String>, AccountStatus, MaybeTime);
 fn beside((row, agent_name, account_status, synced): BesideRow) -> (PhoneNumberRow, Beside) {
     let beside = Beside {
         agent_name,
-        account_status: Some(account_status),
+        account_status,
         account_synced_at: synced.0,
     };
     (row, beside)
@@ -253,11 +253,11 @@ pub fn by_ids_beside(
 }
 
 /// What the table shows beside a number, from other tables.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Beside {
     /// The inbound agent's name.
     pub agent_name: Option<String>,
-    pub account_status: Option<AccountStatus>,
+    pub account_status: AccountStatus,
     /// The account's last successful sync.
     pub account_synced_at: Option<NaiveDateTime>,
 }

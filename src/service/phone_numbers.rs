@@ -106,7 +106,7 @@ fn records(
                 .map(|(id, name)| AgentRef { id, name });
             let facts = facts(&row);
             let window = WindowUse::of(&calls.remove(&row.id).unwrap_or_default(), now);
-            let needs_reconnect = beside.account_status == Some(AccountStatus::NeedsReconnect);
+            let needs_reconnect = beside.account_status == AccountStatus::NeedsReconnect;
             let state =
                 facts.registration_state(row.registration_state, row.registration_lease_until, now);
             let (last_error_code, retryable) = match state {

@@ -206,8 +206,8 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
     }
 }
 
-/// Stores Meta's view of an existing number; records a quality event when the rating changed.
-/// Returns whether anything changed.
+/// Stores Meta's view of an existing number, if it changed anything; records a quality event when
+/// the rating changed.
 pub fn apply_to_row(
     conn: &mut DbConnection,
     row: &PhoneNumberRow,
@@ -215,9 +215,9 @@ pub fn apply_to_row(
     fields: &MetaFields,
     source: QualityEventSource,
     now: NaiveDateTime,
-) -> Result<bool, ServiceError> {
+) -> Result<(), ServiceError> {
     if !is_changed(row, account_id, fields) {
-        return Ok(false);
+        return Ok(());
     }
     numbers::update_from_meta(conn, row.id, account_id, fields, now)?;
     if row.quality_rating != fields.quality_rating {
@@ -235,7 +235,7 @@ pub fn apply_to_row(
             },
         )?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Whether storing `fields` for `account_id` changes the row.

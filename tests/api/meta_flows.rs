@@ -1499,7 +1499,6 @@ async fn a_sync_asked_for_moments_after_another_answers_its_result_without_calli
 
 #[tokio::test]
 async fn a_waba_past_its_hours_call_budget_waits_with_429_and_meta_hears_nothing() {
-    use diesel::connection::SimpleConnection;
     let server = MockServer::start().await;
     // Not registered yet: Meta's lower limit (200 an hour) applies, of which the service uses 160.
     let (app, token) = connected_app(
@@ -1523,15 +1522,7 @@ async fn a_waba_past_its_hours_call_budget_waits_with_429_and_meta_hears_nothing
     );
 
     // The rest of the hour's budget goes elsewhere (other syncs, other instances).
-    let now = if app.sqlite_file().is_some() {
-        "CURRENT_TIMESTAMP"
-    } else {
-        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
-    };
-    let inserts: String = (0..157)
-        .map(|i| format!("INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('fill-{i}', '{WABA}', {now});"))
-        .collect();
-    app.raw_connection().batch_execute(&inserts).unwrap();
+    spend_budget_elsewhere(&app, 157);
     let listings_before = server.received_requests().await.unwrap().len();
 
     app.forget_recent_syncs();
@@ -1556,6 +1547,20 @@ async fn a_waba_past_its_hours_call_budget_waits_with_429_and_meta_hears_nothing
         listings_before
     );
     assert_eq!(spent(&app), 160, "a refused call is not recorded");
+}
+
+/// Records `calls` calls to the WABA made now by someone else (other syncs, other instances).
+fn spend_budget_elsewhere(app: &TestApp, calls: usize) {
+    use diesel::connection::SimpleConnection;
+    let now = if app.sqlite_file().is_some() {
+        "CURRENT_TIMESTAMP"
+    } else {
+        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+    };
+    let inserts: String = (0..calls)
+        .map(|i| format!("INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('fill-{i}', '{WABA}', {now});"))
+        .collect();
+    app.raw_connection().batch_execute(&inserts).unwrap();
 }
 
 #[derive(diesel::QueryableByName)]
@@ -2050,7 +2055,6 @@ async fn a_sync_in_flight_when_its_account_is_disconnected_writes_nothing() {
 
 #[tokio::test]
 async fn a_sync_uses_the_last_calls_of_the_budget_one_at_a_time() {
-    use diesel::connection::SimpleConnection;
     let server = MockServer::start().await;
     // Not registered: 160 calls an hour for the service. The connect used 3.
     let (app, token) = connected_app(
@@ -2058,15 +2062,7 @@ async fn a_sync_uses_the_last_calls_of_the_budget_one_at_a_time() {
         vec![node("8701", "+1 555-000-8701", "NOT_APPLICABLE", "GREEN")],
     )
     .await;
-    let now = if app.sqlite_file().is_some() {
-        "CURRENT_TIMESTAMP"
-    } else {
-        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
-    };
-    let fill: String = (0..153)
-        .map(|i| format!("INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('fill-{i}', '{WABA}', {now});"))
-        .collect();
-    app.raw_connection().batch_execute(&fill).unwrap();
+    spend_budget_elsewhere(&app, 153);
     // Four pages for the four calls left: reserved 1, then 2, then (4 do not fit) 1.
     server.reset().await;
     mount_waba(&server, WABA, TOKEN).await;
