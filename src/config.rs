@@ -58,6 +58,15 @@ pub struct Settings {
     pub http_workers: usize,
     /// True when the secrets were generated under `data_dir` (no Meta app configured).
     pub development: bool,
+    /// Agents' OpenAI and webhook URLs may reach loopback, private and link-local addresses
+    /// (`AGENT_URL_ALLOW_PRIVATE`; by default only in development mode).
+    pub agent_url_allow_private: bool,
+    /// First wait before a failed webhook job is tried again, doubled each time
+    /// (`JOB_RETRY_BASE_MS`, default 2000).
+    pub job_retry_base_ms: u64,
+    /// Background workers that process Meta's webhook deliveries (`WEBHOOK_WORKERS`, default 4;
+    /// 0: this instance only takes deliveries in).
+    pub webhook_workers: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -182,14 +191,36 @@ impl Settings {
             meta_timeout_seconds: number(&var, "META_TIMEOUT_SECONDS", 15)?,
             db_pool_size: number(&var, "DATABASE_POOL_SIZE", pool_size)?,
             http_workers: number(&var, "HTTP_WORKERS", cores)?,
+            agent_url_allow_private: match var("AGENT_URL_ALLOW_PRIVATE").as_deref() {
+                None => development,
+                Some("true" | "1") => true,
+                Some("false" | "0") => false,
+                Some(other) => {
+                    return Err(format!(
+                        "AGENT_URL_ALLOW_PRIVATE must be true or false, not `{other}`"
+                    ))
+                }
+            },
+            job_retry_base_ms: number(&var, "JOB_RETRY_BASE_MS", 2000)?,
+            webhook_workers: number(&var, "WEBHOOK_WORKERS", 4)?,
             development,
         })
     }
 
-    /// Which agent URLs beyond `https` the server takes: loopback `http` in development mode.
+    /// Which agent URLs beyond `https` the server takes: loopback `http` where private addresses
+    /// are allowed (development mode, or `AGENT_URL_ALLOW_PRIVATE=true`).
     pub fn url_policy(&self) -> crate::domain::responder::UrlPolicy {
         crate::domain::responder::UrlPolicy {
-            allow_loopback_http: self.development,
+            allow_loopback_http: self.agent_url_allow_private,
+        }
+    }
+
+    /// The secret Meta's webhook deliveries are signed with: the app secret, or in sandbox mode
+    /// one derived from `SECRETS_KEY` (the sandbox signs the deliveries it plays with it).
+    pub fn webhook_secret(&self, secrets: &SecretBox) -> String {
+        match &self.meta_app {
+            Some(app) => app.app_secret.clone(),
+            None => secrets.derive("sandbox webhook signing"),
         }
     }
 

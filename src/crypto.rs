@@ -5,6 +5,8 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "v1:";
 const NONCE_LEN: usize = 12;
@@ -13,6 +15,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// A key of its own for [`SecretBox::derive`], so derived secrets say nothing of the cipher's.
+    derivation: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -66,12 +70,19 @@ impl SecretBox {
         }
         Ok(SecretBox {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            derivation: hmac_sha256(&bytes, b"whatsapp-numbers derived secrets"),
         })
     }
 
     /// A new random key in the base64 form `from_base64` reads.
     pub fn generate_key() -> String {
         STANDARD.encode(Aes256Gcm::generate_key(OsRng))
+    }
+
+    /// A secret of its own for `purpose`, derived from the key: stable across restarts, known to
+    /// no one without the key (the sandbox signs the webhooks it plays with one).
+    pub fn derive(&self, purpose: &str) -> String {
+        hex(&hmac_sha256(&self.derivation, purpose.as_bytes()))
     }
 
     pub fn encrypt(&self, plaintext: &str) -> Sealed {
@@ -106,9 +117,119 @@ impl SecretBox {
     }
 }
 
+/// HMAC-SHA256 of `message` under `key`.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length (longer ones are hashed first): this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// `sha256=<hex>` of `body` under `secret`: the `X-Hub-Signature-256` value Meta sends, and the
+/// one we send to agents' webhooks.
+pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hex(&hmac_sha256(secret, body)))
+}
+
+/// Whether `header` is `sha256=<hex>` of the HMAC-SHA256 of the raw `body` under `secret`.
+/// The comparison is the `hmac` crate's, in constant time; nothing says how close a wrong one was.
+pub fn verify_hub_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_mac) = header
+        .map(str::trim)
+        .and_then(|h| h.strip_prefix("sha256="))
+    else {
+        return false;
+    };
+    let Some(expected) = unhex(hex_mac) else {
+        return false;
+    };
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return false,
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Whether two secrets are equal, without the time taken saying how much of them matched: their
+/// HMACs under a random key are compared instead.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let key: [u8; 32] = rand_key();
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&key) {
+        Ok(mac) => mac,
+        Err(_) => return false,
+    };
+    mac.update(a.as_bytes());
+    mac.verify_slice(&hmac_sha256(&key, b.as_bytes())).is_ok()
+}
+
+fn rand_key() -> [u8; 32] {
+    Aes256Gcm::generate_key(OsRng).into()
+}
+
+/// SHA-256 of `data`, in lower-case hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_signatures_verify_over_the_raw_bytes_only() {
+        let body =
+            br#"{"object":"whatsapp_business_account","entry":[{"id":"1","text":"K\u00e4se"}]}"#;
+        let good = hub_signature(b"app-secret", body);
+        assert!(verify_hub_signature(b"app-secret", body, Some(&good)));
+        assert!(verify_hub_signature(
+            b"app-secret",
+            body,
+            Some(&good.to_uppercase().replace("SHA256=", "sha256="))
+        ));
+        assert!(!verify_hub_signature(b"other-secret", body, Some(&good)));
+        assert!(!verify_hub_signature(b"app-secret", body, None));
+        assert!(!verify_hub_signature(b"app-secret", body, Some("sha256=")));
+        assert!(!verify_hub_signature(
+            b"app-secret",
+            body,
+            Some(good.trim_start_matches("sha256="))
+        ));
+        assert!(!verify_hub_signature(
+            b"app-secret",
+            body,
+            Some("sha256=zz")
+        ));
+        // The same JSON with the unicode unescaped is another body.
+        let reserialized =
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"1","text":"Käse"}]}"#;
+        assert!(!verify_hub_signature(
+            b"app-secret",
+            reserialized.as_bytes(),
+            Some(&good)
+        ));
+    }
 
     #[test]
     fn round_trip_with_fresh_nonces() {

@@ -14,6 +14,10 @@ use crate::meta::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMess
 #[derive(Default)]
 pub struct Metrics {
     http: [AtomicU64; 5],
+    /// Webhook jobs taken in (messages, statuses, changes), redeliveries included.
+    webhook_jobs: AtomicU64,
+    /// Deliveries refused for a missing or wrong signature.
+    webhook_rejected: AtomicU64,
     meta_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
@@ -22,6 +26,17 @@ impl Metrics {
     pub fn http_response(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.http[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the jobs of one accepted delivery.
+    pub fn webhook_received(&self, jobs: usize) {
+        self.webhook_jobs
+            .fetch_add(u64::try_from(jobs).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts one delivery refused for its signature.
+    pub fn webhook_rejected(&self) {
+        self.webhook_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn meta_call(&self, operation: &'static str, outcome: &'static str) {
@@ -48,6 +63,20 @@ impl Metrics {
         out.push_str("# HELP whatsapp_numbers_db_statements_total SQL statements run by pooled connections.\n");
         out.push_str("# TYPE whatsapp_numbers_db_statements_total counter\n");
         let _ = writeln!(out, "whatsapp_numbers_db_statements_total {db_queries}");
+        out.push_str("# HELP whatsapp_numbers_webhook_jobs_total Jobs taken from Meta's webhook deliveries (redeliveries included).\n");
+        out.push_str("# TYPE whatsapp_numbers_webhook_jobs_total counter\n");
+        let _ = writeln!(
+            out,
+            "whatsapp_numbers_webhook_jobs_total {}",
+            self.webhook_jobs.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP whatsapp_numbers_webhook_rejected_total Deliveries refused for a missing or wrong signature.\n");
+        out.push_str("# TYPE whatsapp_numbers_webhook_rejected_total counter\n");
+        let _ = writeln!(
+            out,
+            "whatsapp_numbers_webhook_rejected_total {}",
+            self.webhook_rejected.load(Ordering::Relaxed)
+        );
         out.push_str(
             "# HELP whatsapp_numbers_meta_calls_total Calls to Meta by operation and outcome.\n",
         );

@@ -63,8 +63,19 @@ impl Application {
                 (sandbox.clone(), Some(sandbox))
             }
         };
-        let state =
-            AppState::new(db, secrets, tokens, settings.clone(), meta).with_sandbox(sandbox);
+        let intake = crate::service::inbound::Intake::start(settings.database_url.clone())?;
+        let agent_http =
+            crate::service::responders::AgentHttp::new(settings.agent_url_allow_private)?;
+        let state = AppState::new(
+            db,
+            secrets,
+            tokens,
+            settings.clone(),
+            meta,
+            intake,
+            agent_http,
+        )
+        .with_sandbox(sandbox);
 
         let listener = TcpListener::bind(&settings.bind_addr)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
@@ -124,8 +135,15 @@ impl Application {
                 Duration::from_secs(interval),
             ))
         });
+        let workers = self.state.settings.webhook_workers;
+        let inbound = (workers > 0).then(|| {
+            tokio::spawn(crate::service::inbound::run_workers(
+                self.state.clone(),
+                workers,
+            ))
+        });
         let result = self.server.await;
-        if let Some(task) = background {
+        for task in [background, inbound].into_iter().flatten() {
             task.abort();
         }
         result

@@ -25,6 +25,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The sandbox itself when it stands in for Meta, for what only it can show (sent messages).
     pub sandbox: Option<Arc<Sandbox>>,
+    /// The writer of the webhook queue.
+    pub intake: crate::service::inbound::Intake,
+    /// What Meta's webhook deliveries are signed with (see `Settings::webhook_secret`).
+    pub webhook_secret: Arc<str>,
+    /// The HTTP client for agents' OpenAI and webhook URLs.
+    pub agent_http: crate::service::responders::AgentHttp,
     known_workspaces: Arc<Mutex<HashSet<WorkspaceId>>>,
 }
 
@@ -36,8 +42,11 @@ impl AppState {
         tokens: TokenKeys,
         settings: Arc<Settings>,
         meta: Arc<dyn MetaApi>,
+        intake: crate::service::inbound::Intake,
+        agent_http: crate::service::responders::AgentHttp,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let webhook_secret: Arc<str> = settings.webhook_secret(&secrets).into();
         let meta: Arc<dyn MetaApi> = Arc::new(CountingMeta::new(meta, metrics.clone()));
         AppState {
             db,
@@ -47,6 +56,9 @@ impl AppState {
             meta,
             metrics,
             sandbox: None,
+            intake,
+            webhook_secret,
+            agent_http,
             known_workspaces: Arc::default(),
         }
     }

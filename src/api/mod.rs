@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod contract;
+pub mod conversations;
 pub mod health;
 pub mod me;
 pub mod openapi;
@@ -13,6 +14,7 @@ pub mod problem;
 pub mod sandbox;
 mod time;
 pub mod types;
+pub mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -38,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(health::healthz)
     .service(health::readyz)
     .service(health::metrics)
+    .service(webhooks::verify_whatsapp_webhook)
+    .service(webhooks::receive_whatsapp_webhook)
     .service(
         web::scope("/api/v1")
             .service(phone_numbers::sync_phone_numbers)
@@ -54,6 +58,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(accounts::get_signup_config)
             .service(me::get_me)
             .service(sandbox::list_sandbox_messages)
+            .service(sandbox::play_sandbox_inbound_message)
+            .service(conversations::list_conversations)
+            .service(conversations::list_conversation_messages)
             .service(agents::list_agents)
             .service(agents::create_agent)
             .service(agents::get_agent)

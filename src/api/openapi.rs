@@ -3,7 +3,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, agents, audit, health, me, phone_numbers, sandbox, types, Problem};
+use super::{
+    accounts, agents, audit, conversations, health, me, phone_numbers, sandbox, types, webhooks,
+    Problem,
+};
 use crate::domain::{self, responder};
 
 /// The whole API.
@@ -49,6 +52,11 @@ anything of another workspace answers 404 exactly as if it did not exist."
         health::metrics,
         me::get_me,
         sandbox::list_sandbox_messages,
+        sandbox::play_sandbox_inbound_message,
+        conversations::list_conversations,
+        conversations::list_conversation_messages,
+        webhooks::verify_whatsapp_webhook,
+        webhooks::receive_whatsapp_webhook,
     ),
     components(schemas(
         Problem,
@@ -65,6 +73,11 @@ anything of another workspace answers 404 exactly as if it did not exist."
         domain::ResponderKind,
         domain::BlockedReason,
         domain::NumberSort,
+        domain::MessageDirection,
+        domain::MessageStatus,
+        domain::CustomerId,
+        domain::ConversationId,
+        domain::MessageId,
         domain::PhoneNumberId,
         domain::AgentId,
         domain::AccountId,
@@ -103,6 +116,14 @@ anything of another workspace answers 404 exactly as if it did not exist."
         super::problem::MetaErrorBody,
         sandbox::SandboxMessage,
         sandbox::SandboxMessageList,
+        sandbox::InboundMessageInput,
+        sandbox::PlayedMessage,
+        conversations::Customer,
+        conversations::Conversation,
+        conversations::ConversationList,
+        conversations::Message,
+        conversations::MessageError,
+        conversations::MessageList,
         responder::Responder,
         responder::ResponderInput,
         responder::FaqSettings,
@@ -118,6 +139,8 @@ anything of another workspace answers 404 exactly as if it did not exist."
         (name = "agents", description = "AI chat agents and the number each sends outbound messages from"),
         (name = "whatsapp-accounts", description = "Connecting WhatsApp Business Accounts (Embedded Signup or system-user token)"),
         (name = "audit", description = "Who assigned what, and when"),
+        (name = "conversations", description = "What customers wrote to the numbers and what agents answered"),
+        (name = "webhooks", description = "Meta's webhook: the verification handshake and signed deliveries"),
         (name = "auth", description = "Who the caller is"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -22,6 +22,8 @@ text_enum! {
         PhoneNumberNotFound = "phone_number_not_found",
         AgentNotFound = "agent_not_found",
         AccountNotFound = "account_not_found",
+        ConversationNotFound = "conversation_not_found",
+        InvalidSignature = "invalid_signature",
         NumberNotCloudApi = "number_not_cloud_api",
         NumberRemoved = "number_removed",
         AgentNameTaken = "agent_name_taken",
@@ -66,6 +68,9 @@ pub enum ApiError {
         path: String,
         allow: Vec<Method>,
     },
+    /// A webhook delivery without Meta's signature, or with a wrong one.
+    #[error("The X-Hub-Signature-256 header is missing or does not match the body.")]
+    BadSignature,
     /// The body is larger than the limit (bytes).
     #[error("The request body is larger than {0} bytes.")]
     PayloadTooLarge(usize),
@@ -89,11 +94,13 @@ impl ApiError {
             ApiError::RouteNotFound(_) => C::NotFound,
             ApiError::MethodNotAllowed { .. } => C::MethodNotAllowed,
             ApiError::PayloadTooLarge(_) => C::PayloadTooLarge,
+            ApiError::BadSignature => C::InvalidSignature,
             ApiError::Service(err) => match err {
                 S::Invalid(_) => C::ValidationFailed,
                 S::PhoneNumberNotFound => C::PhoneNumberNotFound,
                 S::AgentNotFound => C::AgentNotFound,
                 S::AccountNotFound => C::AccountNotFound,
+                S::ConversationNotFound => C::ConversationNotFound,
                 S::NotCloudApi { .. } => C::NumberNotCloudApi,
                 S::NumberRemoved { .. } => C::NumberRemoved,
                 S::AgentNameTaken { .. } => C::AgentNameTaken,
@@ -161,12 +168,13 @@ impl ResponseError for ApiError {
         use ProblemCode as C;
         match self.code() {
             C::ValidationFailed => StatusCode::BAD_REQUEST,
-            C::Unauthorized => StatusCode::UNAUTHORIZED,
+            C::Unauthorized | C::InvalidSignature => StatusCode::UNAUTHORIZED,
             C::Forbidden => StatusCode::FORBIDDEN,
             C::NotFound
             | C::PhoneNumberNotFound
             | C::AgentNotFound
             | C::AccountNotFound
+            | C::ConversationNotFound
             | C::SandboxOff => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::NumberNotCloudApi

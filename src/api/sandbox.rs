@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use actix_web::{get, web};
+use actix_web::{get, post, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -109,4 +109,61 @@ pub async fn list_sandbox_messages(
         data,
         next_cursor: None,
     }))
+}
+
+/// Body of `POST /sandbox/inbound-messages`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct InboundMessageInput {
+    /// Meta's id of one of the workspace's numbers: where the message goes.
+    pub phone_number_id: MetaPhoneNumberId,
+    /// The WhatsApp user who writes: an E.164 phone number or a BSUID (a user with a username and
+    /// no shared phone number).
+    #[schema(examples("+15551234567", "US.13491208655302741918"))]
+    pub from: String,
+    pub text: String,
+}
+
+crate::domain::object_only!(InboundMessageInput);
+
+/// The message the sandbox played.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlayedMessage {
+    /// The `wamid` it was delivered with.
+    pub wamid: String,
+}
+
+/// Plays a WhatsApp user writing to one of the workspace's numbers (sandbox mode only): Meta's
+/// payload is built, signed and sent through the webhook pipeline; the agent's answer shows in
+/// `GET /sandbox/messages` and in the conversation.
+#[utoipa::path(
+    tag = "operations",
+    operation_id = "play_sandbox_inbound_message",
+    context_path = "/api/v1",
+    request_body = InboundMessageInput,
+    responses(
+        (status = 202, description = "Delivered to the webhook pipeline", body = PlayedMessage),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`sandbox_off`, or `phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/sandbox/inbound-messages")]
+pub async fn play_sandbox_inbound_message(
+    state: web::Data<AppState>,
+    super::auth::Editor(caller): super::auth::Editor,
+    body: web::Json<InboundMessageInput>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let wamid = crate::service::inbound::play_inbound(
+        &state,
+        &caller.workspace_id,
+        body.phone_number_id,
+        &body.from,
+        &body.text,
+    )
+    .await?;
+    Ok(actix_web::HttpResponse::Accepted().json(PlayedMessage { wamid }))
 }

@@ -20,7 +20,7 @@ use crate::service::phone_numbers::NumberRecord;
 use crate::service::sync::SyncCounts;
 use crate::service::{AgentRef, AuditDetail, NumberRef, ServiceError};
 
-fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 

@@ -10,12 +10,14 @@
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod conversations;
 pub mod graph_calls;
 pub mod models;
 pub mod phone_numbers;
 pub mod registration;
 pub mod schema;
 pub mod types;
+pub mod webhook_jobs;
 pub mod workspaces;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -146,4 +146,74 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     graph_calls,
     waba_usage,
+    webhook_jobs,
+    customers,
+    conversations,
+    messages,
 );
+
+diesel::table! {
+    webhook_jobs (id) {
+        id -> BigInt,
+        dedup_key -> Text,
+        kind -> Text,
+        waba_id -> Nullable<Text>,
+        meta_phone_number_id -> Nullable<Text>,
+        order_key -> Nullable<Text>,
+        payload -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        run_after -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        received_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Text,
+        workspace_id -> Text,
+        user_id -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        profile_name -> Nullable<Text>,
+        username -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        workspace_id -> Text,
+        number_id -> Text,
+        customer_id -> Text,
+        last_inbound_at -> Nullable<Timestamp>,
+        last_message_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        workspace_id -> Text,
+        conversation_id -> Text,
+        direction -> Text,
+        wamid -> Nullable<Text>,
+        kind -> Text,
+        body -> Nullable<Text>,
+        reply_to_id -> Nullable<Text>,
+        part -> BigInt,
+        agent_id -> Nullable<Text>,
+        status -> Text,
+        error_code -> Nullable<BigInt>,
+        error_message -> Nullable<Text>,
+        meta_timestamp -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

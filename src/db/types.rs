@@ -58,7 +58,10 @@ uuid_text!(
     AttemptId,
     QualityEventId,
     AuditEventId,
-    LeaseOwner
+    LeaseOwner,
+    CustomerId,
+    ConversationId,
+    MessageId
 );
 stored_as_str!(|text: &str| Ok(Self::from(text)) => WorkspaceId, MetaPhoneNumberId, WabaId);
 stored_as_str!(|text: &str| Ok(PlatformType::from_meta(text)) => PlatformType);
@@ -71,7 +74,11 @@ stored_as_str!(
     QualityEventSource,
     AccountStatus,
     AuditAction,
-    ResponderKind
+    ResponderKind,
+    JobKind,
+    JobState,
+    MessageDirection,
+    MessageStatus
 );
 
 macro_rules! sql_text {
@@ -141,6 +148,13 @@ sql_text!(
     ResponderKind,
     PlatformType,
     crate::crypto::Sealed,
+    CustomerId,
+    ConversationId,
+    MessageId,
+    JobKind,
+    JobState,
+    MessageDirection,
+    MessageStatus,
 );
 
 /// The text of a SQLite value, borrowed for the duration of the read (no copy).

@@ -143,8 +143,15 @@ uuid_ids! {
     QualityEventId;
     /// Our id of one audit-trail entry (UUID).
     AuditEventId;
-    /// Who holds a lease (one click of Register, one sync): only its holder renews or releases it.
+    /// Who holds a lease (one click of Register, one sync, one worker's webhook jobs): only its
+    /// holder renews or releases it.
     LeaseOwner;
+    /// Our id of a customer: someone who wrote to one of the workspace's numbers (UUID).
+    CustomerId;
+    /// Our id of a conversation: one customer on one of our numbers (UUID).
+    ConversationId;
+    /// Our id of a message, inbound or outbound (UUID). Meta's is `wamid`.
+    MessageId;
 }
 
 text_ids! {

@@ -9,6 +9,7 @@ pub mod registration;
 pub mod responder;
 pub mod text;
 pub mod vocabulary;
+pub mod webhook;
 
 pub use ids::*;
 pub use vocabulary::*;

@@ -361,6 +361,38 @@ fn clean_faq(faq: FaqSettings) -> FaqSettings {
     }
 }
 
+/// Whether agents may call `ip` without `AGENT_URL_ALLOW_PRIVATE`: not loopback, private,
+/// link-local, shared (CGNAT), unspecified, multicast or documentation space, in either family
+/// (an IPv4 address written as IPv6 counts as itself).
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +545,33 @@ mod tests {
             },
         };
         assert!(empty.validate(None, UrlPolicy::default()).is_err());
+    }
+
+    #[test]
+    fn only_public_addresses_are_callable_by_default() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public_address(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "2606:2800:220:1::1",
+            "::ffff:93.184.216.34",
+        ] {
+            assert!(is_public_address(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

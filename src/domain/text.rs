@@ -124,6 +124,10 @@ impl TextRule {
                 "must be upper-case letters and underscores, as Meta writes it"
             }
             Some(META_ID_PATTERN) => "must be the id Meta gave (letters, digits, `_` and `-`)",
+            Some(WHATSAPP_USER_PATTERN) => {
+                "must be an E.164 phone number (+15551234567) or a business-scoped user id \
+                 (US.13491208655302741918)"
+            }
             _ => "is not in the expected form",
         }
     }
@@ -165,6 +169,11 @@ pub static META_PHONE_NUMBER_ID: TextRule =
     TextRule::new("phone_number_id", Some(META_ID_PATTERN), 1, 64);
 pub static PLATFORM_TYPE_FILTER: TextRule =
     TextRule::new("platform_type", Some(META_WORD_PATTERN), 1, 64);
+/// A WhatsApp user: an E.164 phone number (the `+` optional) or a business-scoped user id (BSUID,
+/// `CC.` and up to 128 letters and digits).
+pub const WHATSAPP_USER_PATTERN: &str = r"^(\+?[1-9][0-9]{5,14}|[A-Z]{2}\.[A-Za-z0-9]{1,128})$";
+pub static SANDBOX_FROM: TextRule = TextRule::new("from", Some(WHATSAPP_USER_PATTERN), 6, 131);
+pub static SANDBOX_TEXT: TextRule = TextRule::new("text", Some(NOT_BLANK_TEXT_PATTERN), 1, 4096);
 pub static SEARCH: TextRule = TextRule::new("q", Some(SEARCH_PATTERN), 0, 200);
 
 #[cfg(test)]

@@ -336,6 +336,89 @@ impl utoipa::PartialSchema for PlatformType {
 
 impl utoipa::ToSchema for PlatformType {}
 
+text_enum! {
+    /// What a webhook job holds: one part of one of Meta's deliveries.
+    "webhook job kind" pub enum JobKind {
+        /// A customer's message (`messages[]` of the `messages` field).
+        Message = "message",
+        /// A status of a message we sent (`statuses[]`).
+        Status = "status",
+        /// `phone_number_quality_update`.
+        QualityUpdate = "quality_update",
+        /// `phone_number_name_update`.
+        NameUpdate = "name_update",
+        /// `account_update`.
+        AccountUpdate = "account_update",
+        /// Any other field or error Meta sends: recorded, nothing to do.
+        Other = "other",
+    }
+}
+
+text_enum! {
+    /// Where a webhook job is: `queued` (waiting or retrying), `running` (a worker holds it),
+    /// `done`, or `dead` (it kept failing; its last error says why).
+    "webhook job state" pub enum JobState {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Dead = "dead",
+    }
+}
+
+text_enum! {
+    /// `inbound` (a customer wrote it) or `outbound` (an agent's answer).
+    "message direction" pub enum MessageDirection {
+        Inbound = "inbound",
+        Outbound = "outbound",
+    }
+}
+
+text_enum! {
+    /// Inbound: `received` (being answered), `answered`, `no_agent` (the number has no inbound
+    /// agent: stored, nothing sent), `not_answered` (the agent had nothing to say), `reply_failed`
+    /// (the agent could not answer; see the error). Outbound: `sending`, then Meta's `sent`,
+    /// `delivered`, `read` or `failed` (with Meta's error).
+    "message status" pub enum MessageStatus {
+        Received = "received",
+        Answered = "answered",
+        NoAgent = "no_agent",
+        NotAnswered = "not_answered",
+        ReplyFailed = "reply_failed",
+        Sending = "sending",
+        Sent = "sent",
+        Delivered = "delivered",
+        Read = "read",
+        Failed = "failed",
+    }
+}
+
+impl MessageStatus {
+    /// Meta's delivery statuses, as they arrive in `statuses[].status`.
+    pub fn from_meta_status(raw: &str) -> Option<Self> {
+        match raw {
+            "sent" => Some(MessageStatus::Sent),
+            "delivered" => Some(MessageStatus::Delivered),
+            "read" | "played" => Some(MessageStatus::Read),
+            "failed" => Some(MessageStatus::Failed),
+            _ => None,
+        }
+    }
+
+    /// How far an outbound message has got. Meta's statuses arrive in any order; one that says
+    /// less than what is known (a `delivered` after a `read`) changes nothing. A failure ends a
+    /// message that was not yet read.
+    pub fn outbound_rank(self) -> u8 {
+        match self {
+            MessageStatus::Sending => 0,
+            MessageStatus::Sent => 1,
+            MessageStatus::Delivered => 2,
+            MessageStatus::Failed => 3,
+            MessageStatus::Read => 4,
+            _ => 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

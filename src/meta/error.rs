@@ -126,7 +126,22 @@ pub enum MetaError {
     Unexpected(String),
 }
 
+/// What a [`MetaError::Transport`] says when no connection to Meta was made: the request
+/// never reached Meta.
+pub const CONNECTION_FAILED: &str = "connection failed";
+
 impl MetaError {
+    /// True when Meta cannot have acted on the request: it answered with an error, or no
+    /// connection was made. False when the answer was lost (a timeout, a broken answer): Meta may
+    /// have acted on it.
+    pub fn surely_not_done(&self) -> bool {
+        match self {
+            MetaError::Api(_) => true,
+            MetaError::Transport(what) => what == CONNECTION_FAILED,
+            MetaError::Unexpected(_) => false,
+        }
+    }
+
     /// Builds the error from Meta's envelope `{"error": {...}}`, if the body is one.
     pub fn from_envelope(
         http_status: u16,

@@ -185,7 +185,7 @@ fn describe(err: reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".into()
     } else if err.is_connect() {
-        "connection failed".into()
+        super::error::CONNECTION_FAILED.into()
     } else {
         // Without the URL: it may carry query parameters.
         err.without_url().to_string()

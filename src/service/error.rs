@@ -21,6 +21,8 @@ pub enum ServiceError {
     AgentNotFound,
     #[error("No WhatsApp account with that id exists in your workspace.")]
     AccountNotFound,
+    #[error("No conversation with that id exists in your workspace.")]
+    ConversationNotFound,
     /// Only numbers fully on the Cloud API can answer inbound messages or send outbound ones.
     #[error("{}", RuleError::NotCloudApi { display: display.clone(), platform_type: platform_type.clone() })]
     NotCloudApi {

@@ -6,10 +6,14 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod budget;
+pub mod conversations;
 pub mod error;
+pub mod inbound;
 pub mod phone_numbers;
 pub mod registration;
+pub mod responders;
 pub mod sync;
+pub mod webhook_fields;
 
 pub use error::ServiceError;
 

@@ -51,8 +51,37 @@ pub async fn register(
     caller: &Principal,
     number_id: PhoneNumberId,
 ) -> Result<NumberRecord, ServiceError> {
+    spawn_run(state, caller, number_id, Purpose::Register).await
+}
+
+/// Registers a number already on the Cloud API again, as Meta requires to apply a newly approved
+/// display name (`phone_number_name_update`), through the same lease, window and ledger.
+/// Coexistence numbers are left alone: Meta registers those itself.
+pub async fn reregister(
+    state: &AppState,
+    caller: &Principal,
+    number_id: PhoneNumberId,
+) -> Result<NumberRecord, ServiceError> {
+    spawn_run(state, caller, number_id, Purpose::ApplyNewName).await
+}
+
+/// Why a number is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The Register button: the number is not on the Cloud API yet.
+    Register,
+    /// Meta approved a new name, applied by registering again.
+    ApplyNewName,
+}
+
+async fn spawn_run(
+    state: &AppState,
+    caller: &Principal,
+    number_id: PhoneNumberId,
+    purpose: Purpose,
+) -> Result<NumberRecord, ServiceError> {
     let (state, caller) = (state.clone(), caller.clone());
-    tokio::spawn(async move { run(&state, &caller, number_id).await })
+    tokio::spawn(async move { run(&state, &caller, number_id, purpose).await })
         .await
         .map_err(|e| ServiceError::Internal(format!("registration task failed: {e}")))?
 }
@@ -61,8 +90,9 @@ async fn run(
     state: &AppState,
     caller: &Principal,
     number_id: PhoneNumberId,
+    purpose: Purpose,
 ) -> Result<NumberRecord, ServiceError> {
-    let claim = claim(state, caller, number_id).await?;
+    let claim = claim(state, caller, number_id, purpose).await?;
     let result = register_claimed(state, caller, &claim).await;
     if let Err(err) = &result {
         // Whatever went wrong, the failure is recorded and the number's lease released.
@@ -192,6 +222,7 @@ async fn claim(
     state: &AppState,
     caller: &Principal,
     id: PhoneNumberId,
+    purpose: Purpose,
 ) -> Result<Claim, ServiceError> {
     let ws = caller.workspace_id.clone();
     let fresh_pin = state.secrets.encrypt(&new_pin());
@@ -211,7 +242,8 @@ async fn claim(
                 if facts.removed {
                     return Err(ServiceError::NumberRemoved { display });
                 }
-                if !facts.needs_registration() {
+                let new_name = purpose == Purpose::ApplyNewName && !facts.is_on_biz_app;
+                if !facts.needs_registration() && !new_name {
                     return Err(ServiceError::AlreadyRegistered {
                         display,
                         coexistence: facts.is_on_biz_app,

@@ -129,6 +129,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         db_pool_size: 4,
         http_workers: 1,
         development: false,
+        agent_url_allow_private: false,
+        job_retry_base_ms: 20,
+        webhook_workers: 2,
     };
     configure(&mut settings);
     let app = Application::build(settings)

@@ -14,3 +14,4 @@ mod migrations;
 mod openapi;
 mod phone_numbers;
 mod sandbox;
+mod webhooks;

@@ -1,0 +1,230 @@
+//! `/api/v1/conversations`: what customers wrote to the workspace's numbers and what agents
+//! answered, with delivery status.
+
+use actix_web::{get, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Reader;
+use super::types::utc;
+use super::{ApiError, Problem};
+use crate::db::conversations::{ConversationView, MessageRow};
+use crate::domain::page::{CursorKind, PageRequest};
+use crate::domain::{
+    AgentId, ConversationId, CustomerId, MessageDirection, MessageId, MessageStatus, PhoneNumberId,
+};
+use crate::service::conversations as service;
+use crate::state::AppState;
+
+/// Who wrote: Meta's business-scoped user id (BSUID), and what Meta shared beside it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Customer {
+    pub id: CustomerId,
+    /// The business-scoped user id (e.g. `US.13491208655302741918`), when Meta gave one.
+    pub user_id: Option<String>,
+    /// The phone number (digits), when Meta shared it.
+    pub phone: Option<String>,
+    pub profile_name: Option<String>,
+    pub username: Option<String>,
+}
+
+/// One customer on one of the workspace's numbers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversation {
+    pub id: ConversationId,
+    /// Our id of the number the customer wrote to.
+    pub number_id: PhoneNumberId,
+    pub display_phone_number: String,
+    pub customer: Customer,
+    /// The customer's last message: the 24-hour customer-service window runs from here.
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub last_message_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ConversationView> for Conversation {
+    fn from((c, customer, display): ConversationView) -> Self {
+        Conversation {
+            id: c.id,
+            number_id: c.number_id,
+            display_phone_number: display,
+            customer: Customer {
+                id: customer.id,
+                user_id: customer.user_id,
+                phone: customer.phone,
+                profile_name: customer.profile_name,
+                username: customer.username,
+            },
+            last_inbound_at: c.last_inbound_at.map(utc),
+            last_message_at: utc(c.last_message_at),
+            created_at: utc(c.created_at),
+        }
+    }
+}
+
+/// A page of conversations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationList {
+    pub data: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a message was not answered or not delivered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageError {
+    /// Meta's error code, when Meta gave one.
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+/// A message: what a customer wrote, or an agent's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub direction: MessageDirection,
+    /// Meta's id of the message (`wamid...`); null for an answer Meta has not accepted.
+    pub wamid: Option<String>,
+    /// Meta's message type: `text`, `image`, `interactive`, `system`, ...
+    pub r#type: String,
+    /// The text (a caption, a button's title); null for messages without one.
+    pub text: Option<String>,
+    pub status: MessageStatus,
+    /// For an answer: the customer's message it answers.
+    pub reply_to_id: Option<MessageId>,
+    /// For an answer longer than Meta takes in one message: which part (from 0).
+    pub part: i64,
+    /// The agent that answered.
+    pub agent_id: Option<AgentId>,
+    pub error: Option<MessageError>,
+    /// When the customer sent it (inbound), or the time of Meta's last status (outbound).
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
+    pub meta_timestamp: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<MessageRow> for Message {
+    fn from(m: MessageRow) -> Self {
+        Message {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            direction: m.direction,
+            wamid: m.wamid,
+            r#type: m.kind,
+            text: m.body,
+            status: m.status,
+            reply_to_id: m.reply_to_id,
+            part: m.part,
+            agent_id: m.agent_id,
+            error: m.error_message.map(|message| MessageError {
+                code: m.error_code,
+                message,
+            }),
+            meta_timestamp: m.meta_timestamp.map(utc),
+            created_at: utc(m.created_at),
+            updated_at: utc(m.updated_at),
+        }
+    }
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub data: Vec<Message>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters and paging of the conversations.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationQuery {
+    /// Only conversations on this number (our id).
+    pub number_id: Option<PhoneNumberId>,
+    /// Page size (default 50).
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Paging of a conversation's messages.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageQuery {
+    /// Page size (default 50).
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The workspace's conversations, most recently active first.
+#[utoipa::path(
+    tag = "conversations",
+    operation_id = "list_conversations",
+    context_path = "/api/v1",
+    params(ConversationQuery),
+    responses(
+        (status = 200, description = "One page of conversations", body = ConversationList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/conversations")]
+pub async fn list_conversations(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    query: web::Query<ConversationQuery>,
+) -> Result<web::Json<ConversationList>, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
+    let (rows, next_cursor) =
+        service::list(&state.db, &caller.workspace_id, query.number_id, page).await?;
+    Ok(web::Json(ConversationList {
+        data: rows.into_iter().map(Conversation::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A conversation's messages, oldest first, with their delivery status.
+#[utoipa::path(
+    tag = "conversations",
+    operation_id = "list_conversation_messages",
+    context_path = "/api/v1",
+    params(("id" = ConversationId, Path, description = "Our id of the conversation"), MessageQuery),
+    responses(
+        (status = 200, description = "One page of messages", body = MessageList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`conversation_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/conversations/{id}/messages")]
+pub async fn list_conversation_messages(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    id: web::Path<ConversationId>,
+    query: web::Query<MessageQuery>,
+) -> Result<web::Json<MessageList>, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
+    let (rows, next_cursor) =
+        service::messages(&state.db, &caller.workspace_id, id.into_inner(), page).await?;
+    Ok(web::Json(MessageList {
+        data: rows.into_iter().map(Message::from).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,247 @@
+//! The durable queue of Meta's webhook deliveries: group inserts that skip what is already
+//! stored, claims under a lease with an owner (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and the
+//! owner-checked ends of a job.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamp};
+
+use super::schema::webhook_jobs;
+use super::DbConnection;
+use crate::domain::{JobKind, JobState, LeaseOwner};
+
+/// A job as stored.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = webhook_jobs)]
+pub struct JobRow {
+    pub id: i64,
+    pub dedup_key: String,
+    pub kind: JobKind,
+    pub waba_id: Option<String>,
+    pub meta_phone_number_id: Option<String>,
+    pub order_key: Option<String>,
+    pub payload: String,
+    pub state: JobState,
+    pub attempts: i64,
+    pub run_after: NaiveDateTime,
+    pub lease_owner: Option<LeaseOwner>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub received_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+/// A job as the intake writes it.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_jobs, treat_none_as_default_value = false)]
+pub struct NewJobRow<'a> {
+    pub dedup_key: &'a str,
+    pub kind: JobKind,
+    pub waba_id: Option<&'a str>,
+    pub meta_phone_number_id: Option<&'a str>,
+    pub order_key: Option<&'a str>,
+    pub payload: &'a str,
+    pub state: JobState,
+    pub run_after: NaiveDateTime,
+    pub received_at: NaiveDateTime,
+}
+
+/// Rows per INSERT: well inside SQLite's limit of bound values.
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts the jobs, skipping any whose `dedup_key` is stored already (a redelivery). Returns how
+/// many were new.
+pub fn insert_new(conn: &mut DbConnection, rows: &[NewJobRow<'_>]) -> QueryResult<usize> {
+    let mut added = 0;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        added += match conn {
+            DbConnection::Postgresql(pg) => diesel::insert_into(webhook_jobs::table)
+                .values(chunk)
+                .on_conflict(webhook_jobs::dedup_key)
+                .do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(webhook_jobs::table)
+                .values(chunk)
+                .on_conflict(webhook_jobs::dedup_key)
+                .do_nothing()
+                .execute(sqlite)?,
+        };
+    }
+    Ok(added)
+}
+
+/// Takes up to `limit` jobs that are due (queued and past `run_after`, or running under a lease
+/// that lapsed: their worker died) for `owner` until `lease_until`, oldest first. A job waits while
+/// an earlier job of its `order_key` is queued or running, so one conversation's messages are
+/// handled one at a time, in order. Each claim counts an attempt.
+pub fn claim(
+    conn: &mut DbConnection,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<JobRow>> {
+    const DUE: &str = "FROM webhook_jobs j \
+        WHERE ((j.state = 'queued' AND j.run_after <= $2) OR (j.state = 'running' AND j.lease_until < $2)) \
+        AND NOT EXISTS (SELECT 1 FROM webhook_jobs e WHERE e.order_key = j.order_key AND e.id < j.id \
+                        AND e.state IN ('queued', 'running')) \
+        ORDER BY j.id LIMIT $4";
+    const SET: &str =
+        "UPDATE webhook_jobs SET state = 'running', lease_owner = $1, lease_until = $3, \
+        attempts = attempts + 1";
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            // Rows another instance is claiming are skipped, not waited for.
+            let sql =
+                format!("{SET} WHERE id IN (SELECT j.id {DUE} FOR UPDATE SKIP LOCKED) RETURNING *");
+            diesel::sql_query(sql)
+                .bind::<Text, _>(owner.to_string())
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<BigInt, _>(limit)
+                .load(pg)
+        }
+        DbConnection::Sqlite(sqlite) => {
+            // The caller's write transaction (BEGIN IMMEDIATE) already excludes other claimers.
+            let sql = format!("{SET} WHERE id IN (SELECT j.id {DUE}) RETURNING *")
+                .replace("$1", "?1")
+                .replace("$2", "?2")
+                .replace("$3", "?3")
+                .replace("$4", "?4");
+            diesel::sql_query(sql)
+                .bind::<Text, _>(owner.to_string())
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<BigInt, _>(limit)
+                .load(sqlite)
+        }
+    }
+}
+
+/// The job, only while `owner` holds it.
+macro_rules! held {
+    ($id:expr, $owner:expr) => {
+        webhook_jobs::table
+            .filter(webhook_jobs::id.eq($id))
+            .filter(webhook_jobs::lease_owner.eq($owner))
+            .filter(webhook_jobs::state.eq(JobState::Running))
+    };
+}
+
+/// Extends the lease if `owner` still holds it; false when it does not (it lapsed and another
+/// worker took the job): the caller must stop before its next external call.
+pub fn renew(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(held!(id, owner))
+        .set(webhook_jobs::lease_until.eq(until))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Ends the job as done (with a note, e.g. why nothing was to be done). False if `owner` no
+/// longer held it.
+pub fn finish(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+    note: Option<&str>,
+) -> QueryResult<bool> {
+    let n = diesel::update(held!(id, owner))
+        .set((
+            webhook_jobs::state.eq(JobState::Done),
+            webhook_jobs::finished_at.eq(Some(now)),
+            webhook_jobs::lease_owner.eq(None::<LeaseOwner>),
+            webhook_jobs::lease_until.eq(None::<NaiveDateTime>),
+            webhook_jobs::last_error.eq(note),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Puts the job back in the queue until `run_after`, with the error that stopped it.
+pub fn retry_later(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+    run_after: NaiveDateTime,
+    error: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(held!(id, owner))
+        .set((
+            webhook_jobs::state.eq(JobState::Queued),
+            webhook_jobs::run_after.eq(run_after),
+            webhook_jobs::lease_owner.eq(None::<LeaseOwner>),
+            webhook_jobs::lease_until.eq(None::<NaiveDateTime>),
+            webhook_jobs::last_error.eq(Some(error)),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Gives the job up: `dead`, with its last error, for someone to look at.
+pub fn bury(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+    now: NaiveDateTime,
+    error: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(held!(id, owner))
+        .set((
+            webhook_jobs::state.eq(JobState::Dead),
+            webhook_jobs::finished_at.eq(Some(now)),
+            webhook_jobs::lease_owner.eq(None::<LeaseOwner>),
+            webhook_jobs::lease_until.eq(None::<NaiveDateTime>),
+            webhook_jobs::last_error.eq(Some(error)),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Hands a claimed job back untouched (shutting down): the next worker takes it at once.
+pub fn release(conn: &mut DbConnection, id: i64, owner: LeaseOwner) -> QueryResult<bool> {
+    let n = diesel::update(held!(id, owner))
+        .set((
+            webhook_jobs::state.eq(JobState::Queued),
+            webhook_jobs::lease_owner.eq(None::<LeaseOwner>),
+            webhook_jobs::lease_until.eq(None::<NaiveDateTime>),
+            webhook_jobs::attempts.eq(webhook_jobs::attempts - 1),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Jobs in `state` that concern the given Meta number ids, newest first, after `before_id`.
+pub fn list_for_numbers(
+    conn: &mut DbConnection,
+    meta_ids: &[String],
+    state: JobState,
+    before_id: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<JobRow>> {
+    let mut query = webhook_jobs::table
+        .filter(webhook_jobs::meta_phone_number_id.eq_any(meta_ids))
+        .filter(webhook_jobs::state.eq(state))
+        .into_boxed();
+    if let Some(before) = before_id {
+        query = query.filter(webhook_jobs::id.lt(before));
+    }
+    query
+        .order(webhook_jobs::id.desc())
+        .limit(limit)
+        .select(JobRow::as_select())
+        .load(conn)
+}
+
+/// How many jobs are in each state (for `/metrics` and tests).
+pub fn count_by_state(conn: &mut DbConnection) -> QueryResult<Vec<(JobState, i64)>> {
+    webhook_jobs::table
+        .group_by(webhook_jobs::state)
+        .select((webhook_jobs::state, diesel::dsl::count_star()))
+        .load(conn)
+}

@@ -1,0 +1,863 @@
+//! Meta's webhooks end to end: the handshake, signatures, the durable queue, the agent's answer
+//! through a server that answers like Meta, statuses, and the other fields.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use whatsapp_numbers::crypto::hub_signature;
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::helpers::*;
+
+/// A number of `workspace` on the Cloud API with a usable token; returns (our id, Meta's id).
+async fn live_number(app: &TestApp, workspace: &str, display: &str) -> (String, String) {
+    let id = app.seed_cloud_number(workspace, display).await;
+    let sealed = app.state.secrets.encrypt("EAAG-test-token");
+    app.raw_connection()
+        .batch_execute(&format!(
+            "UPDATE whatsapp_accounts SET access_token_enc = '{}' WHERE id = \
+             (SELECT whatsapp_account_id FROM phone_numbers WHERE id = '{id}')",
+            sealed.as_str()
+        ))
+        .unwrap();
+    let number = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{id}"),
+            &app.editor(workspace),
+        )
+        .await;
+    (id, number["phone_number_id"].as_str().unwrap().to_owned())
+}
+
+/// An FAQ agent answering `number`'s messages.
+async fn faq_agent(app: &TestApp, workspace: &str, number: &str) -> String {
+    let token = app.editor(workspace);
+    let agent = app.create_agent(&token, "Front desk").await;
+    let id = agent["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.assign(&token, number, json!(id)).await.status(), 200);
+    id
+}
+
+fn text_message(meta_id: &str, wamid: &str, from: &str, text: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100", "phone_number_id": meta_id},
+        "contacts": [{"profile": {"name": "Sheena"}, "wa_id": from, "user_id": format!("US.{from}")}],
+        "messages": [{"from": from, "from_user_id": format!("US.{from}"), "id": wamid, "timestamp": "1764150000",
+                      "type": "text", "text": {"body": text}}]}}]}]})
+}
+
+async fn deliver_bytes(app: &TestApp, body: &[u8], signature: Option<String>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/webhooks/whatsapp", app.address))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    request.send().await.unwrap()
+}
+
+async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Response {
+    let body = delivery.to_string().into_bytes();
+    let signature = hub_signature(META_APP_SECRET.as_bytes(), &body);
+    deliver_bytes(app, &body, Some(signature)).await
+}
+
+/// Meta's send endpoint of `meta_id`: text messages get a wamid, read receipts `success`.
+async fn meta_sends(meta: &MockServer, meta_id: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(meta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(|req: &Request| {
+            let n = req.body.len();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": "x", "wa_id": "x"}],
+                "messages": [{"id": format!("wamid.OUT{n}{}", uuid::Uuid::new_v4().simple())}]}))
+        })
+        .mount(meta)
+        .await;
+}
+
+/// The bodies of the text messages Meta was asked to send.
+async fn sent_texts(meta: &MockServer) -> Vec<Value> {
+    meta.received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/messages"))
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|b| b["type"] == "text")
+        .collect()
+}
+
+/// Waits (bounded) until `check` holds for the workspace's first conversation's messages.
+async fn wait_for_messages(
+    app: &TestApp,
+    workspace: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let token = app.editor(workspace);
+    for _ in 0..200 {
+        let conversations = app.get_json("/api/v1/conversations", &token).await;
+        if let Some(id) = conversations["data"][0]["id"].as_str() {
+            let messages = app
+                .get_json(&format!("/api/v1/conversations/{id}/messages"), &token)
+                .await;
+            let messages = messages["data"].as_array().cloned().unwrap_or_default();
+            if check(&messages) {
+                return messages;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the messages never reached the expected state");
+}
+
+/// Waits (bounded) until no job is queued or running.
+async fn wait_for_idle_queue(app: &TestApp) {
+    for _ in 0..200 {
+        let busy: i64 = whatsapp_numbers::db::schema::webhook_jobs::table
+            .filter(whatsapp_numbers::db::schema::webhook_jobs::state.eq_any(["queued", "running"]))
+            .count()
+            .get_result(&mut app.raw_connection())
+            .unwrap();
+        if busy == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the queue never emptied");
+}
+
+fn job_count(app: &TestApp) -> i64 {
+    whatsapp_numbers::db::schema::webhook_jobs::table
+        .count()
+        .get_result(&mut app.raw_connection())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_handshake_echoes_the_challenge_only_for_the_right_token() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let ok = app
+        .client
+        .get(format!(
+            "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    for query in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        "hub.mode=subscribe&hub.challenge=1",
+        "hub.mode=unsubscribe&hub.verify_token=verify-me&hub.challenge=1",
+    ] {
+        let response = app
+            .client
+            .get(format!("{}/webhooks/whatsapp?{query}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 403, "forbidden").await;
+        assert!(!problem.to_string().contains("verify-me"));
+    }
+}
+
+#[tokio::test]
+async fn unsigned_or_wrongly_signed_deliveries_are_refused_and_nothing_is_kept() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let body = text_message("123", "wamid.X", "111", "hi")
+        .to_string()
+        .into_bytes();
+    let good = hub_signature(META_APP_SECRET.as_bytes(), &body);
+    for signature in [
+        None,
+        Some(hub_signature(b"not-the-app-secret", &body)),
+        Some("sha256=".to_owned()),
+        Some(good.trim_start_matches("sha256=").to_owned()),
+    ] {
+        let problem = assert_problem(
+            deliver_bytes(&app, &body, signature).await,
+            401,
+            "invalid_signature",
+        )
+        .await;
+        assert!(!problem
+            .to_string()
+            .contains(good.trim_start_matches("sha256=")));
+    }
+    // Meta signs the escaped-unicode form; the same JSON re-serialized is another body.
+    let escaped = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"other","value":{"name":"K\u00e4se"}}]}]}"#;
+    let signature = hub_signature(META_APP_SECRET.as_bytes(), escaped);
+    let reserialized =
+        serde_json::to_vec(&serde_json::from_slice::<Value>(escaped).unwrap()).unwrap();
+    assert_ne!(reserialized, escaped.to_vec());
+    assert_problem(
+        deliver_bytes(&app, &reserialized, Some(signature.clone())).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+    assert_eq!(job_count(&app), 0, "nothing stored");
+    assert_eq!(
+        deliver_bytes(&app, escaped, Some(signature)).await.status(),
+        200
+    );
+    assert_eq!(job_count(&app), 1);
+    // Signed but not JSON: refused with a problem, nothing stored.
+    let html = b"<html>oops</html>";
+    let signed = hub_signature(META_APP_SECRET.as_bytes(), html);
+    assert_problem(
+        deliver_bytes(&app, html, Some(signed)).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(job_count(&app), 1);
+}
+
+#[tokio::test]
+async fn a_message_delivered_five_times_is_answered_once_as_a_reply_from_the_same_number() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let agent = faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    let delivery = text_message(
+        &meta_id,
+        "wamid.IN1",
+        "15551234567",
+        "What are your opening hours?",
+    );
+    // Five deliveries at once, as Meta's retries can overlap.
+    let body = delivery.to_string().into_bytes();
+    let signature = hub_signature(META_APP_SECRET.as_bytes(), &body);
+    let sends: Vec<_> = (0..5)
+        .map(|_| {
+            let request = app
+                .client
+                .post(format!("{}/webhooks/whatsapp", app.address))
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature.clone())
+                .body(body.clone());
+            tokio::spawn(request.send())
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap().status(), 200);
+    }
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 2 && m[0]["status"] == "answered" && m[1]["status"] == "sent"
+    })
+    .await;
+    assert_eq!(messages[0]["direction"], "inbound");
+    assert_eq!(messages[0]["text"], "What are your opening hours?");
+    assert_eq!(messages[1]["direction"], "outbound");
+    assert_eq!(messages[1]["text"], "9 to 5");
+    assert_eq!(messages[1]["agent_id"], json!(agent));
+    assert_eq!(messages[1]["reply_to_id"], messages[0]["id"]);
+    // Meta redelivers later too: still nothing more.
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    wait_for_idle_queue(&app).await;
+    assert_eq!(job_count(&app), 1, "redeliveries are not stored again");
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 1, "answered once: {sent:?}");
+    assert_eq!(sent[0]["to"], "+15551234567");
+    assert_eq!(sent[0]["context"]["message_id"], "wamid.IN1");
+    assert_eq!(sent[0]["text"]["body"], "9 to 5");
+    let reads: Vec<Request> = meta
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["status"] == "read"))
+        .collect();
+    assert!(!reads.is_empty(), "the customer's message is marked read");
+    assert_eq!(
+        reads[0].headers.get("authorization").unwrap(),
+        "Bearer EAAG-test-token"
+    );
+    // The conversation shows the customer and opens the 24-hour window.
+    let conversations = app
+        .get_json("/api/v1/conversations", &app.editor("ws-a"))
+        .await;
+    let conversation = &conversations["data"][0];
+    assert_eq!(conversation["number_id"], json!(number));
+    assert_eq!(conversation["customer"]["user_id"], "US.15551234567");
+    assert_eq!(conversation["customer"]["phone"], "15551234567");
+    assert_eq!(conversation["customer"]["profile_name"], "Sheena");
+    assert_eq!(conversation["last_inbound_at"], "2025-11-26T09:40:00Z");
+}
+
+#[tokio::test]
+async fn a_message_to_a_number_without_agent_is_stored_and_nothing_is_sent() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (_, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    let delivery = text_message(&meta_id, "wamid.IN2", "15551234567", "hello?");
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    let messages = wait_for_messages(&app, "ws-a", |m| m.len() == 1).await;
+    assert_eq!(messages[0]["status"], "no_agent");
+    wait_for_idle_queue(&app).await;
+    assert!(sent_texts(&meta).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_username_customer_without_phone_number_is_answered_by_bsuid() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    let delivery = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": meta_id},
+        "contacts": [{"profile": {"name": "Ann", "username": "ann.k"}, "wa_id": "", "user_id": "US.13491208655302741918"}],
+        "messages": [{"from_user_id": "US.13491208655302741918", "id": "wamid.U1", "timestamp": "1764150000",
+                      "type": "text", "text": {"body": "hours?"}}]}}]}]});
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["recipient"], "US.13491208655302741918");
+    assert!(
+        sent[0].get("to").is_none(),
+        "no phone number to send to: {}",
+        sent[0]
+    );
+    let conversations = app
+        .get_json("/api/v1/conversations", &app.editor("ws-a"))
+        .await;
+    let customer = &conversations["data"][0]["customer"];
+    assert_eq!(customer["phone"], Value::Null);
+    assert_eq!(customer["username"], "ann.k");
+}
+
+#[tokio::test]
+async fn a_batched_delivery_has_every_entry_and_message_handled() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    let entries: Vec<Value> = (0..4)
+        .map(|e| {
+            let messages: Vec<Value> = (0..5)
+                .map(|m| json!({"from": format!("1555000{e}{m}"), "id": format!("wamid.B{e}-{m}"),
+                                "timestamp": "1764150000", "type": "text", "text": {"body": "hours"}}))
+                .collect();
+            let contacts: Vec<Value> = (0..5)
+                .map(|m| json!({"wa_id": format!("1555000{e}{m}"), "profile": {"name": "x"}}))
+                .collect();
+            json!({"id": "W", "changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": meta_id}, "contacts": contacts, "messages": messages}}]})
+        })
+        .collect();
+    let delivery = json!({"object": "whatsapp_business_account", "entry": entries});
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    let token = app.editor("ws-a");
+    for _ in 0..400 {
+        if sent_texts(&meta).await.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 20, "one answer per message");
+    let conversations = app
+        .get_json("/api/v1/conversations?limit=200", &token)
+        .await;
+    assert_eq!(
+        conversations["data"].as_array().unwrap().len(),
+        20,
+        "one conversation per customer"
+    );
+}
+
+#[tokio::test]
+async fn statuses_move_an_answer_forward_only_and_keep_metas_error() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN3", "15551234567", "hours"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    let wamid = messages[1]["wamid"].as_str().unwrap().to_owned();
+    let status = |s: &str, extra: Value| {
+        let mut status = json!({"id": wamid, "status": s, "timestamp": "1764150100", "recipient_id": "15551234567"});
+        if let (Some(o), Some(e)) = (status.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
+            "value": {"metadata": {"phone_number_id": meta_id}, "statuses": [status]}}]}]})
+    };
+    deliver(&app, &status("read", json!({}))).await;
+    wait_for_messages(&app, "ws-a", |m| m[1]["status"] == "read").await;
+    deliver(&app, &status("delivered", json!({}))).await;
+    deliver(&app, &status("sent", json!({}))).await;
+    wait_for_idle_queue(&app).await;
+    let messages = wait_for_messages(&app, "ws-a", |_| true).await;
+    assert_eq!(
+        messages[1]["status"], "read",
+        "a late delivered does not move it back"
+    );
+    // A failure of another answer keeps Meta's code and message.
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN4", "15551234567", "hours again"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 4 && m[3]["status"] == "sent").await;
+    let wamid = messages[3]["wamid"].as_str().unwrap().to_owned();
+    let failed = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
+        "value": {"metadata": {"phone_number_id": meta_id}, "statuses": [{"id": wamid, "status": "failed", "timestamp": "1764150200",
+            "errors": [{"code": 131049, "title": "Spam", "message": "Not delivered to keep engagement healthy"}]}]}}]}]});
+    deliver(&app, &failed).await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 4 && m[3]["status"] == "failed").await;
+    assert_eq!(messages[3]["error"]["code"], 131049);
+    assert_eq!(
+        messages[3]["error"]["message"],
+        "Not delivered to keep engagement healthy"
+    );
+}
+
+#[tokio::test]
+async fn conversations_are_seen_only_by_their_workspace() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (_, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    live_number(&app, "ws-b", "+1 555-0199").await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN5", "15551234567", "hello"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| m.len() == 1).await;
+    let conversation = messages[0]["conversation_id"].as_str().unwrap().to_owned();
+    let other = app.editor("ws-b");
+    let listed = app.get_json("/api/v1/conversations", &other).await;
+    assert_eq!(listed["data"], json!([]));
+    let response = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &other,
+        )
+        .await;
+    assert_problem(response, 404, "conversation_not_found").await;
+}
+
+#[tokio::test]
+async fn a_job_held_by_a_worker_that_died_is_finished_by_another() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    // A worker of another process claimed the job, then died: its lease runs out.
+    let delivery = text_message(&meta_id, "wamid.IN6", "15551234567", "hours");
+    let jobs = whatsapp_numbers::domain::webhook::jobs_of_delivery(delivery.to_string().as_bytes())
+        .unwrap();
+    let job = &jobs[0];
+    app.raw_connection()
+        .batch_execute(&format!(
+            "INSERT INTO webhook_jobs (dedup_key, kind, meta_phone_number_id, order_key, payload, state, attempts, \
+             run_after, lease_owner, lease_until, received_at) VALUES ('{}', 'message', '{}', '{}', '{}', 'running', 1, \
+             '2026-01-01 00:00:00', '6f1c2a34-0b5e-4c7d-9e8f-0a1b2c3d4e5f', '2026-01-01 00:00:30', '2026-01-01 00:00:00')",
+            job.dedup_key,
+            meta_id,
+            job.order_key.as_deref().unwrap(),
+            job.payload.replace('\'', "''")
+        ))
+        .unwrap();
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    assert_eq!(messages[1]["text"], "9 to 5");
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 1);
+    // Meta's redelivery of what the dead worker had taken changes nothing.
+    deliver(&app, &delivery).await;
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_whose_send_may_have_reached_meta_is_never_sent_again() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.meta_timeout_seconds = 1).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&meta)
+        .await;
+    // Meta takes the message but its answer is lost (slower than the timeout).
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"messages": [{"id": "wamid.LATE"}]}))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&meta)
+        .await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN7", "15551234567", "hours"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 2 && m[0]["status"] == "reply_failed"
+    })
+    .await;
+    assert_eq!(messages[1]["status"], "failed");
+    assert!(messages[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not sent again"));
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 1, "one attempt, no resend");
+}
+
+#[tokio::test]
+async fn a_refusal_from_meta_fails_the_answer_with_metas_code_and_a_transient_one_is_retried() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&meta)
+        .await;
+    // Meta is briefly throttled, then accepts.
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429, "fbtrace_id": "A"}})))
+        .up_to_n_times(1)
+        .mount(&meta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(
+            json!({"type": "text", "text": {"body": "9 to 5"}}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"messages": [{"id": "wamid.OK"}]})),
+        )
+        .up_to_n_times(1)
+        .mount(&meta)
+        .await;
+    // Then refuses for good.
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "Re-engagement message", "type": "OAuthException", "code": 131047, "fbtrace_id": "B"}})))
+        .mount(&meta)
+        .await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN8", "15551234567", "hours"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    assert_eq!(messages[1]["wamid"], "wamid.OK");
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN9", "15551234567", "anything"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 4 && m[2]["status"] == "reply_failed"
+    })
+    .await;
+    assert_eq!(messages[3]["status"], "failed");
+    assert_eq!(messages[3]["error"]["code"], 131047);
+}
+
+/// A chat-completions server: answers with the last user message reversed, prefixed.
+async fn chat_server() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", "Bearer sk-local-key"))
+        .respond_with(|req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let messages = body["messages"].as_array().unwrap();
+            let last = messages.last().unwrap()["content"].as_str().unwrap();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": format!("({} turns) {}", messages.len(), last.to_uppercase())}}]}))
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn an_openai_agent_answers_with_the_conversation_as_history() {
+    let meta = MockServer::start().await;
+    let chat = chat_server().await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    let token = app.editor("ws-a");
+    let body = json!({"name": "Bot", "responder": {"kind": "openai", "openai": {
+        "base_url": format!("{}/v1", chat.uri()), "model": "local-model", "api_key": "sk-local-key",
+        "system_prompt": "Be brief.", "history_messages": 10}}});
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+    let agent: Value = response.json().await.unwrap();
+    assert_eq!(
+        app.assign(&token, &number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.O1", "15551234567", "hello"),
+    )
+    .await;
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.O2", "15551234567", "again"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 4 && m[3]["status"] == "sent").await;
+    // system + (hello, answer) + again
+    assert_eq!(messages[1]["text"], "(2 turns) HELLO");
+    assert_eq!(messages[3]["text"], "(4 turns) AGAIN");
+    let request = &chat.received_requests().await.unwrap()[1];
+    let sent: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(sent["model"], "local-model");
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "user", "content": "hello"})
+    );
+    assert_eq!(sent["messages"][2]["role"], "assistant");
+}
+
+#[tokio::test]
+async fn a_webhook_agent_gets_a_signed_call_and_its_answer_is_sent() {
+    let meta = MockServer::start().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(|req: &Request| {
+            let expected = hub_signature(b"0123456789abcdef-secret", &req.body);
+            let given = req
+                .headers
+                .get("x-signature-256")
+                .map(|v| v.to_str().unwrap().to_owned());
+            if given.as_deref() != Some(expected.as_str()) {
+                return ResponseTemplate::new(401);
+            }
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            ResponseTemplate::new(200).set_body_json(
+                json!({"text": format!("You said: {}", body["message"]["text"].as_str().unwrap())}),
+            )
+        })
+        .mount(&hook)
+        .await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    let token = app.editor("ws-a");
+    let body = json!({"name": "Hook", "responder": {"kind": "webhook", "webhook": {
+        "url": format!("{}/hook", hook.uri()), "secret": "0123456789abcdef-secret"}}});
+    let agent: Value = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.assign(&token, &number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.H1", "15551234567", "ping"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    assert_eq!(messages[1]["text"], "You said: ping");
+    let call: Value =
+        serde_json::from_slice(&hook.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(call["customer"]["phone"], "15551234567");
+    assert_eq!(call["number"]["phone_number_id"], json!(meta_id));
+    assert_eq!(call["agent"]["name"], "Hook");
+}
+
+#[tokio::test]
+async fn an_agent_url_leading_to_a_private_address_is_refused_with_the_setting_off() {
+    let meta = MockServer::start().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"text": "should never be asked"})),
+        )
+        .mount(&hook)
+        .await;
+    // The agent was set up while private addresses were allowed; now they are not.
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = false).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    let token = app.editor("ws-a");
+    let agent = app.create_agent(&token, "Hook").await;
+    let agent_id = agent["id"].as_str().unwrap();
+    let config = json!({"kind": "webhook", "webhook": {"url": format!("{}/hook", hook.uri()), "secret_set": true}});
+    let secret = app.state.secrets.encrypt("0123456789abcdef-secret");
+    app.raw_connection()
+        .batch_execute(&format!(
+            "UPDATE agents SET responder_kind = 'webhook', responder_config = '{config}', responder_secret_enc = '{}' WHERE id = '{agent_id}'",
+            secret.as_str()
+        ))
+        .unwrap();
+    assert_eq!(
+        app.assign(&token, &number, json!(agent_id)).await.status(),
+        200
+    );
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.P1", "15551234567", "ping"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 1 && m[0]["status"] == "reply_failed"
+    })
+    .await;
+    assert!(
+        messages[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("private"),
+        "{}",
+        messages[0]
+    );
+    assert!(
+        hook.received_requests().await.unwrap().is_empty(),
+        "the private address was never called"
+    );
+    assert!(sent_texts(&meta).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_quality_update_rereads_the_number_and_records_a_webhook_quality_event() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let waba: String = {
+        use whatsapp_numbers::db::schema::{phone_numbers, whatsapp_accounts};
+        whatsapp_accounts::table
+            .inner_join(
+                phone_numbers::table
+                    .on(phone_numbers::whatsapp_account_id.eq(whatsapp_accounts::id)),
+            )
+            .filter(phone_numbers::id.eq(&number))
+            .select(whatsapp_accounts::waba_id)
+            .first(&mut app.raw_connection())
+            .unwrap()
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{meta_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": meta_id, "display_phone_number": "+1 555-0100", "verified_name": "Jaspers Market",
+            "quality_rating": "YELLOW", "platform_type": "CLOUD_API", "status": "CONNECTED",
+            "throughput": {"level": "STANDARD"}})))
+        .expect(1)
+        .mount(&meta)
+        .await;
+    let update = json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "time": 1764150000, "changes": [{
+        "field": "phone_number_quality_update",
+        "value": {"display_phone_number": "15550100", "event": "THROUGHPUT_UPGRADE", "current_limit": "TIER_10K"}}]}]});
+    assert_eq!(deliver(&app, &update).await.status(), 200);
+    assert_eq!(deliver(&app, &update).await.status(), 200);
+    wait_for_idle_queue(&app).await;
+    let token = app.editor("ws-a");
+    let now = app
+        .get_json(&format!("/api/v1/phone-numbers/{number}"), &token)
+        .await;
+    assert_eq!(now["quality_rating"], "YELLOW");
+    let events = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{number}/quality-events"),
+            &token,
+        )
+        .await;
+    assert_eq!(events["data"][0]["source"], "webhook");
+    assert_eq!(events["data"][0]["new_rating"], "YELLOW");
+}
+
+#[tokio::test]
+async fn a_removed_partner_disconnects_the_account() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, _) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let waba: String = {
+        use whatsapp_numbers::db::schema::{phone_numbers, whatsapp_accounts};
+        whatsapp_accounts::table
+            .inner_join(
+                phone_numbers::table
+                    .on(phone_numbers::whatsapp_account_id.eq(whatsapp_accounts::id)),
+            )
+            .filter(phone_numbers::id.eq(&number))
+            .select(whatsapp_accounts::waba_id)
+            .first(&mut app.raw_connection())
+            .unwrap()
+    };
+    let update = json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "time": 1764150000, "changes": [{
+        "field": "account_update", "value": {"event": "PARTNER_REMOVED", "waba_info": {"waba_id": waba}}}]}]});
+    assert_eq!(deliver(&app, &update).await.status(), 200);
+    wait_for_idle_queue(&app).await;
+    let accounts = app
+        .get_json("/api/v1/whatsapp/accounts", &app.editor("ws-a"))
+        .await;
+    assert_eq!(accounts["data"], json!([]), "the account is disconnected");
+}
