@@ -12,7 +12,8 @@ use super::{ApiError, Problem};
 use crate::db::conversations::{ConversationView, MessageRow};
 use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::{
-    AgentId, ConversationId, CustomerId, MessageDirection, MessageId, MessageStatus, PhoneNumberId,
+    AgentId, ConversationId, CustomerId, JobKind, JobState, MessageDirection, MessageId,
+    MessageStatus, PhoneNumberId,
 };
 use crate::service::conversations as service;
 use crate::state::AppState;
@@ -225,6 +226,95 @@ pub async fn list_conversation_messages(
         service::messages(&state.db, &caller.workspace_id, id.into_inner(), page).await?;
     Ok(web::Json(MessageList {
         data: rows.into_iter().map(Message::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One unit of a Meta webhook delivery (a message, a status, a change) and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookJob {
+    pub id: i64,
+    pub kind: JobKind,
+    pub state: JobState,
+    /// Claims so far (each try counts one).
+    pub attempts: i64,
+    /// Why the last try failed (for `dead`: why it was given up), or a note on what was done.
+    pub last_error: Option<String>,
+    /// Meta's id of the number it concerns, when it concerns one.
+    pub phone_number_id: Option<String>,
+    pub waba_id: Option<String>,
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub received_at: DateTime<Utc>,
+    /// When it is (or was) due to run.
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub run_after: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A page of webhook jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookJobList {
+    pub data: Vec<WebhookJob>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which webhook jobs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookJobQuery {
+    /// Default `dead`: the jobs that kept failing.
+    #[param(inline)]
+    pub state: Option<JobState>,
+    /// Page size (default 50).
+    #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole_number")]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Meta's webhook deliveries that concern the workspace, by state, newest first: `dead` jobs
+/// (the default) kept failing and carry their last error; nothing is dropped silently.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "list_webhook_jobs",
+    context_path = "/api/v1",
+    params(WebhookJobQuery),
+    responses(
+        (status = 200, description = "One page of jobs", body = WebhookJobList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/webhook-jobs")]
+pub async fn list_webhook_jobs(
+    state: web::Data<AppState>,
+    Reader(caller): Reader,
+    query: web::Query<WebhookJobQuery>,
+) -> Result<web::Json<WebhookJobList>, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Time)?;
+    let wanted = query.state.unwrap_or(JobState::Dead);
+    let (rows, next_cursor) = service::jobs(&state.db, &caller.workspace_id, wanted, page).await?;
+    Ok(web::Json(WebhookJobList {
+        data: rows
+            .into_iter()
+            .map(|j| WebhookJob {
+                id: j.id,
+                kind: j.kind,
+                state: j.state,
+                attempts: j.attempts,
+                last_error: j.last_error,
+                phone_number_id: j.meta_phone_number_id,
+                waba_id: j.waba_id,
+                received_at: utc(j.received_at),
+                run_after: utc(j.run_after),
+                finished_at: j.finished_at.map(utc),
+            })
+            .collect(),
         next_cursor,
     }))
 }

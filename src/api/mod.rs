@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(sandbox::play_sandbox_inbound_message)
             .service(conversations::list_conversations)
             .service(conversations::list_conversation_messages)
+            .service(conversations::list_webhook_jobs)
             .service(agents::list_agents)
             .service(agents::create_agent)
             .service(agents::get_agent)

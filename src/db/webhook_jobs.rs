@@ -216,16 +216,23 @@ pub fn release(conn: &mut DbConnection, id: i64, owner: LeaseOwner) -> QueryResu
     Ok(n == 1)
 }
 
-/// Jobs in `state` that concern the given Meta number ids, newest first, after `before_id`.
-pub fn list_for_numbers(
+/// Jobs in `state` about the given numbers (Meta ids) or WABAs, newest first, before `before_id`.
+pub fn list_for(
     conn: &mut DbConnection,
     meta_ids: &[String],
+    waba_ids: &[String],
     state: JobState,
     before_id: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<JobRow>> {
     let mut query = webhook_jobs::table
-        .filter(webhook_jobs::meta_phone_number_id.eq_any(meta_ids))
+        .filter(
+            webhook_jobs::meta_phone_number_id.eq_any(meta_ids).or(
+                webhook_jobs::meta_phone_number_id
+                    .is_null()
+                    .and(webhook_jobs::waba_id.eq_any(waba_ids)),
+            ),
+        )
         .filter(webhook_jobs::state.eq(state))
         .into_boxed();
     if let Some(before) = before_id {

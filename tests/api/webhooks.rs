@@ -861,3 +861,132 @@ async fn a_removed_partner_disconnects_the_account() {
         .await;
     assert_eq!(accounts["data"], json!([]), "the account is disconnected");
 }
+
+#[tokio::test]
+async fn the_sandbox_plays_a_customer_through_the_signed_pipeline_and_shows_the_answer() {
+    let app = spawn_app().await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    let token = app.editor("ws-a");
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/sandbox/inbound-messages",
+            Some(&token),
+            Some(
+                json!({"phone_number_id": meta_id, "from": "+15551234567", "text": "your hours?"}),
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let played: Value = response.json().await.unwrap();
+    assert!(played["wamid"].as_str().unwrap().starts_with("wamid."));
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    let sent = app.get_json("/api/v1/sandbox/messages", &token).await;
+    let texts: Vec<&Value> = sent["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"]["type"] == "text")
+        .collect();
+    assert_eq!(texts.len(), 1);
+    assert_eq!(texts[0]["body"]["text"], "9 to 5");
+    assert_eq!(texts[0]["body"]["to"], "+15551234567");
+    // Bad input is refused before anything is played; another workspace's number is not found.
+    for body in [
+        json!({"phone_number_id": meta_id, "from": "not a phone", "text": "x"}),
+        json!({"phone_number_id": meta_id, "from": "+15551234567", "text": ""}),
+        json!({"phone_number_id": meta_id, "from": "+15551234567", "text": "x", "extra": 1}),
+    ] {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/sandbox/inbound-messages",
+                Some(&token),
+                Some(body),
+            )
+            .await;
+        assert_problem(response, 400, "validation_failed").await;
+    }
+    let other = app.editor("ws-b");
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/sandbox/inbound-messages",
+            Some(&other),
+            Some(json!({"phone_number_id": meta_id, "from": "+15551234567", "text": "hi"})),
+        )
+        .await;
+    assert_problem(response, 404, "phone_number_not_found").await;
+}
+
+#[tokio::test]
+async fn a_customer_who_changes_number_keeps_the_conversation() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (_, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.C1", "15551234567", "hello"),
+    )
+    .await;
+    wait_for_messages(&app, "ws-a", |m| m.len() == 1).await;
+    let change = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": meta_id},
+        "messages": [{"from": "15551234567", "from_user_id": "US.15551234567", "id": "wamid.C2", "timestamp": "1764150100",
+            "type": "system", "system": {"body": "User changed from 15551234567 to 15559876543",
+                "type": "user_changed_number", "wa_id": "15559876543", "user_id": "US.NEW1", "previous_user_id": "US.15551234567"}}]}}]}]});
+    deliver(&app, &change).await;
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2).await;
+    // The new identity writes: same customer, same conversation.
+    let new = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": meta_id},
+        "contacts": [{"wa_id": "15559876543", "user_id": "US.NEW1", "profile": {"name": "Sheena"}}],
+        "messages": [{"from": "15559876543", "from_user_id": "US.NEW1", "id": "wamid.C3", "timestamp": "1764150200",
+            "type": "text", "text": {"body": "it's me"}}]}}]}]});
+    deliver(&app, &new).await;
+    let messages = wait_for_messages(&app, "ws-a", |m| m.len() == 3).await;
+    assert_eq!(messages[1]["type"], "system");
+    assert_eq!(messages[2]["text"], "it's me");
+    let conversations = app
+        .get_json("/api/v1/conversations", &app.editor("ws-a"))
+        .await;
+    let data = conversations["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "one conversation: {data:?}");
+    assert_eq!(data[0]["customer"]["user_id"], "US.NEW1");
+    assert_eq!(data[0]["customer"]["phone"], "15559876543");
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_workspace_only() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (_, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    // A message Meta sent without an id (and so without a way to answer it once).
+    let broken = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": meta_id},
+        "messages": [{"from": "15551234567", "timestamp": "1764150000", "type": "text", "text": {"body": "hi"}}]}}]}]});
+    assert_eq!(deliver(&app, &broken).await.status(), 200);
+    wait_for_idle_queue(&app).await;
+    let token = app.editor("ws-a");
+    let dead = app.get_json("/api/v1/webhook-jobs", &token).await;
+    let jobs = dead["data"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{dead}");
+    assert_eq!(jobs[0]["state"], "dead");
+    assert_eq!(jobs[0]["kind"], "message");
+    assert!(
+        jobs[0]["last_error"].as_str().unwrap().contains("no id"),
+        "{}",
+        jobs[0]
+    );
+    let others = app
+        .get_json("/api/v1/webhook-jobs", &app.editor("ws-b"))
+        .await;
+    assert_eq!(others["data"], json!([]));
+    let done = app
+        .get_json("/api/v1/webhook-jobs?state=done", &token)
+        .await;
+    assert_eq!(done["data"], json!([]));
+    let bad = app.get("/api/v1/webhook-jobs?state=buried", &token).await;
+    assert_problem(bad, 400, "validation_failed").await;
+}
