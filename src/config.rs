@@ -202,7 +202,10 @@ impl Settings {
                 }
             },
             job_retry_base_ms: number(&var, "JOB_RETRY_BASE_MS", 2000)?,
-            webhook_workers: number(&var, "WEBHOOK_WORKERS", 4)?,
+            webhook_workers: match var("WEBHOOK_WORKERS").as_deref() {
+                Some("0") => 0,
+                _ => number(&var, "WEBHOOK_WORKERS", 4)?,
+            },
             development,
         })
     }

@@ -50,22 +50,30 @@ pub struct NewJobRow<'a> {
 const INSERT_CHUNK: usize = 500;
 
 /// Inserts the jobs, skipping any whose `dedup_key` is stored already (a redelivery). Returns how
-/// many were new.
+/// many were new. PostgreSQL takes them in multi-row statements (one round trip each); SQLite,
+/// in-process, one row at a time through one cached statement, which costs less than parsing a
+/// statement of a new shape for every group.
 pub fn insert_new(conn: &mut DbConnection, rows: &[NewJobRow<'_>]) -> QueryResult<usize> {
     let mut added = 0;
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        added += match conn {
-            DbConnection::Postgresql(pg) => diesel::insert_into(webhook_jobs::table)
-                .values(chunk)
-                .on_conflict(webhook_jobs::dedup_key)
-                .do_nothing()
-                .execute(pg)?,
-            DbConnection::Sqlite(sqlite) => diesel::insert_into(webhook_jobs::table)
-                .values(chunk)
-                .on_conflict(webhook_jobs::dedup_key)
-                .do_nothing()
-                .execute(sqlite)?,
-        };
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                added += diesel::insert_into(webhook_jobs::table)
+                    .values(chunk)
+                    .on_conflict(webhook_jobs::dedup_key)
+                    .do_nothing()
+                    .execute(pg)?;
+            }
+        }
+        DbConnection::Sqlite(sqlite) => {
+            for row in rows {
+                added += diesel::insert_into(webhook_jobs::table)
+                    .values(row)
+                    .on_conflict(webhook_jobs::dedup_key)
+                    .do_nothing()
+                    .execute(sqlite)?;
+            }
+        }
     }
     Ok(added)
 }

@@ -131,6 +131,21 @@ fn contact_of<'a>(message: &Value, contacts: &'a [Value]) -> Option<&'a Value> {
         })
 }
 
+/// A message job's payload, written from the delivery without copying it.
+#[derive(serde::Serialize)]
+struct MessagePayload<'a> {
+    metadata: &'a Value,
+    contact: Option<&'a Value>,
+    message: &'a Value,
+}
+
+/// A status job's payload.
+#[derive(serde::Serialize)]
+struct StatusPayload<'a> {
+    metadata: &'a Value,
+    status: &'a Value,
+}
+
 fn messages_jobs(waba_id: &Option<String>, value: &Value, jobs: &mut Vec<NewJob>) {
     let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
     let number = text(metadata.get("phone_number_id"));
@@ -146,13 +161,15 @@ fn messages_jobs(waba_id: &Option<String>, value: &Value, jobs: &mut Vec<NewJob>
         .flatten()
     {
         let contact = contact_of(message, contacts);
-        let payload = json!({"metadata": metadata, "contact": contact, "message": message});
+        let payload = serde_json::to_string(&MessagePayload {
+            metadata: &metadata,
+            contact,
+            message,
+        })
+        .unwrap_or_default();
         let dedup_key = match text(message.get("id")) {
             Some(id) => key("message", &id),
-            None => key(
-                "message",
-                &crate::crypto::sha256_hex(payload.to_string().as_bytes()),
-            ),
+            None => key("message", &crate::crypto::sha256_hex(payload.as_bytes())),
         };
         let order_key = match (&number, sender_key(message, contact)) {
             (Some(number), Some(sender)) => Some(format!("{number}/{sender}")),
@@ -164,7 +181,7 @@ fn messages_jobs(waba_id: &Option<String>, value: &Value, jobs: &mut Vec<NewJob>
             waba_id: waba_id.clone(),
             meta_phone_number_id: number.clone(),
             order_key,
-            payload: payload.to_string(),
+            payload,
         });
     }
     for status in value
@@ -173,7 +190,11 @@ fn messages_jobs(waba_id: &Option<String>, value: &Value, jobs: &mut Vec<NewJob>
         .into_iter()
         .flatten()
     {
-        let payload = json!({"metadata": metadata, "status": status});
+        let payload = serde_json::to_string(&StatusPayload {
+            metadata: &metadata,
+            status,
+        })
+        .unwrap_or_default();
         let id = text(status.get("id")).unwrap_or_default();
         let state = text(status.get("status")).unwrap_or_default();
         jobs.push(NewJob {
@@ -182,7 +203,7 @@ fn messages_jobs(waba_id: &Option<String>, value: &Value, jobs: &mut Vec<NewJob>
             waba_id: waba_id.clone(),
             meta_phone_number_id: number.clone(),
             order_key: None,
-            payload: payload.to_string(),
+            payload,
         });
     }
     // Errors about no one message (system or app level) arrive beside them: kept, as Meta asks.

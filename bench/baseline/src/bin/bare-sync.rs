@@ -12,9 +12,16 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 
 const FIELDS: [&str; 10] = [
-    "display_phone_number", "verified_name", "quality_rating", "platform_type", "status",
-    "code_verification_status", "name_status", "whatsapp_business_manager_messaging_limit",
-    "account_mode", "is_on_biz_app",
+    "display_phone_number",
+    "verified_name",
+    "quality_rating",
+    "platform_type",
+    "status",
+    "code_verification_status",
+    "name_status",
+    "whatsapp_business_manager_messaging_limit",
+    "account_mode",
+    "is_on_biz_app",
 ];
 
 fn facts(node: &Value) -> Vec<String> {
@@ -26,7 +33,12 @@ fn facts(node: &Value) -> Vec<String> {
             other => other.to_string(),
         })
         .collect();
-    out.push(node["throughput"]["level"].as_str().unwrap_or_default().to_owned());
+    out.push(
+        node["throughput"]["level"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
     out
 }
 
@@ -43,11 +55,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let page: Value = http.get(&url).bearer_auth("token").send().await?.json().await?;
+        let page: Value = http
+            .get(&url)
+            .bearer_auth("token")
+            .send()
+            .await?
+            .json()
+            .await?;
         for node in page["data"].as_array().into_iter().flatten() {
-            listed.push((node["id"].as_str().unwrap_or_default().to_owned(), facts(node)));
+            listed.push((
+                node["id"].as_str().unwrap_or_default().to_owned(),
+                facts(node),
+            ));
         }
-        match (page["paging"]["next"].as_str(), page["paging"]["cursors"]["after"].as_str()) {
+        match (
+            page["paging"]["next"].as_str(),
+            page["paging"]["cursors"]["after"].as_str(),
+        ) {
             (Some(_), Some(cursor)) => after = Some(cursor.to_owned()),
             _ => break,
         }
@@ -61,7 +85,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              removed_at TEXT, updated_at TEXT NOT NULL);",
     )?;
     let stored: HashMap<String, (String, bool)> = {
-        let mut statement = conn.prepare("SELECT meta_id, facts, removed_at IS NOT NULL FROM numbers")?;
+        let mut statement =
+            conn.prepare("SELECT meta_id, facts, removed_at IS NOT NULL FROM numbers")?;
         let rows = statement.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -106,7 +131,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for chunk in gone.chunks(500) {
         let tx = conn.transaction()?;
         for id in chunk {
-            tx.execute("UPDATE numbers SET removed_at = datetime('now') WHERE meta_id = ?1", [id])?;
+            tx.execute(
+                "UPDATE numbers SET removed_at = datetime('now') WHERE meta_id = ?1",
+                [id],
+            )?;
         }
         tx.commit()?;
     }

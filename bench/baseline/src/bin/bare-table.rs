@@ -32,7 +32,10 @@ thread_local! {
     static CONN: RefCell<Option<Connection>> = const { RefCell::new(None) };
 }
 
-fn with_conn<T>(path: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+fn with_conn<T>(
+    path: &str,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -94,7 +97,14 @@ fn raw(row: &Row) -> rusqlite::Result<Raw> {
         name: row.get(3)?,
         platform: row.get(4)?,
         quality: row.get(5)?,
-        texts: [row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?],
+        texts: [
+            row.get(6)?,
+            row.get(7)?,
+            row.get(8)?,
+            row.get(9)?,
+            row.get(10)?,
+            row.get(11)?,
+        ],
         on_biz_app: row.get(12)?,
         agent: agent_id.zip(agent_name),
         state: row.get(15)?,
@@ -171,7 +181,8 @@ fn state(text: &str) -> &'static str {
 fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
     let [status, code_status, name_status, limit, throughput, mode] = r.texts;
     let [last_attempt, synced, removed, updated] = r.times;
-    let needs_register = r.platform != "CLOUD_API" || throughput.as_deref() == Some("NOT_APPLICABLE");
+    let needs_register =
+        r.platform != "CLOUD_API" || throughput.as_deref() == Some("NOT_APPLICABLE");
     let live = removed.is_none();
     let usable = live && r.platform == "CLOUD_API" && (r.on_biz_app || !needs_register);
     let can_register = live && !r.on_biz_app && needs_register;
@@ -179,7 +190,11 @@ fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
     let failed = r.state == "failed";
     Item {
         registration: Registration {
-            state: if usable && r.state == "not_registered" { "registered" } else { state(&r.state) },
+            state: if usable && r.state == "not_registered" {
+                "registered"
+            } else {
+                state(&r.state)
+            },
             last_error: r.last_error,
             last_error_code: if failed { r.last_error_code } else { None },
             retryable: failed.then_some(true),
@@ -236,7 +251,11 @@ struct Query {
 }
 
 #[get("/api/v1/phone-numbers")]
-async fn list(req: HttpRequest, query: web::Query<Query>, shared: web::Data<Shared>) -> HttpResponse {
+async fn list(
+    req: HttpRequest,
+    query: web::Query<Query>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let Some(ws) = workspace(&req, &shared) else {
         return HttpResponse::Unauthorized().finish();
     };
@@ -260,7 +279,10 @@ async fn list(req: HttpRequest, query: web::Query<Query>, shared: web::Data<Shar
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let calls = calls(conn, &ids)?;
         let data: Vec<Item> = rows.into_iter().map(|r| item(r, &calls)).collect();
-        Ok(Page { data, next_cursor: next })
+        Ok(Page {
+            data,
+            next_cursor: next,
+        })
     });
     match result {
         Ok(body) => HttpResponse::Ok().json(body),
@@ -280,7 +302,9 @@ async fn one(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>)
              WHERE p.workspace_id = ?1 AND p.id = ?2"
         );
         let mut statement = conn.prepare_cached(&sql)?;
-        let found = statement.query_row(rusqlite::params![ws, id.as_str()], raw).optional()?;
+        let found = statement
+            .query_row(rusqlite::params![ws, id.as_str()], raw)
+            .optional()?;
         Ok(found.map(|r| item(r, &calls)))
     });
     match result {
@@ -303,8 +327,13 @@ async fn main() -> std::io::Result<()> {
         validation: Validation::new(Algorithm::HS256),
         db,
     });
-    HttpServer::new(move || App::new().app_data(shared.clone()).service(list).service(one))
-        .bind(bind)?
-        .run()
-        .await
+    HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .service(list)
+            .service(one)
+    })
+    .bind(bind)?
+    .run()
+    .await
 }

@@ -45,12 +45,18 @@ async fn phone_numbers(
 ) -> HttpResponse {
     let (version, waba_id) = path.into_inner();
     let all = numbers.0.lock().expect("numbers");
-    let start: usize = page.after.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let start: usize = page
+        .after
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     let end = (start + page.limit.unwrap_or(25).clamp(1, 100)).min(all.len());
     let mut paging = json!({"cursors": {"before": start.to_string(), "after": end.to_string()}});
     if end < all.len() {
         let host = req.connection_info().host().to_owned();
-        paging["next"] = json!(format!("http://{host}/{version}/{waba_id}/phone_numbers?after={end}"));
+        paging["next"] = json!(format!(
+            "http://{host}/{version}/{waba_id}/phone_numbers?after={end}"
+        ));
     }
     HttpResponse::Ok().json(json!({"data": &all[start.min(end)..end], "paging": paging}))
 }
@@ -75,7 +81,11 @@ async fn change(query: web::Query<Change>, numbers: web::Data<Numbers>) -> HttpR
     let mut all = numbers.0.lock().expect("numbers");
     let count = all.len() * query.percent / 100;
     for n in all.iter_mut().take(count) {
-        let next = if n["quality_rating"] == "GREEN" { "YELLOW" } else { "GREEN" };
+        let next = if n["quality_rating"] == "GREEN" {
+            "YELLOW"
+        } else {
+            "GREEN"
+        };
         n["quality_rating"] = json!(next);
     }
     HttpResponse::Ok().json(json!({"changed": count}))
@@ -83,7 +93,10 @@ async fn change(query: web::Query<Change>, numbers: web::Data<Numbers>) -> HttpR
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let count: usize = std::env::var("NUMBERS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let count: usize = std::env::var("NUMBERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
     let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:18090".into());
     let numbers = web::Data::new(Numbers(Mutex::new((0..count).map(number).collect())));
     HttpServer::new(move || {
