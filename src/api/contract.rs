@@ -46,6 +46,16 @@ const TEXT_FIELDS: &[(&str, &str, &TextRule)] = &[
     ),
     ("WebhookInput", "/properties/url", &text::WEBHOOK_URL),
     ("WebhookInput", "/properties/secret", &text::WEBHOOK_SECRET),
+    (
+        "InboundMessageInput",
+        "/properties/from",
+        &text::SANDBOX_FROM,
+    ),
+    (
+        "InboundMessageInput",
+        "/properties/text",
+        &text::SANDBOX_TEXT,
+    ),
 ];
 
 /// `(operation, query parameter, rule)`.
@@ -66,6 +76,9 @@ const LISTS: &[(&str, CursorKind)] = &[
     ("list_registration_attempts", CursorKind::Time),
     ("list_quality_events", CursorKind::Time),
     ("list_audit_events", CursorKind::Time),
+    ("list_conversations", CursorKind::Time),
+    ("list_conversation_messages", CursorKind::Time),
+    ("list_webhook_jobs", CursorKind::Time),
 ];
 
 /// Response bodies: every property they declare is always sent.
@@ -97,6 +110,15 @@ const RESPONSE_SCHEMAS: &[&str] = &[
     "SandboxMessageBody",
     "SandboxMessageList",
     "Me",
+    "Customer",
+    "Conversation",
+    "ConversationList",
+    "Message",
+    "MessageError",
+    "MessageList",
+    "WebhookJob",
+    "WebhookJobList",
+    "PlayedMessage",
     "Health",
     "Readiness",
     // Shown only (the input forms are OpenAiInput and WebhookInput). FaqSettings is not here: the
@@ -225,6 +247,13 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
         "200",
         "SyncFirstAccount",
         "sync_whatsapp_account",
+        "/data/0/id",
+    ),
+    (
+        "list_conversations",
+        "200",
+        "FirstConversationsMessages",
+        "list_conversation_messages",
         "/data/0/id",
     ),
 ];

@@ -68,6 +68,9 @@ pub enum ApiError {
         path: String,
         allow: Vec<Method>,
     },
+    /// Meta's webhook handshake with a verify token that is not ours (or none is configured).
+    #[error("The verify token does not match this server's META_WEBHOOK_VERIFY_TOKEN.")]
+    VerifyTokenMismatch,
     /// A webhook delivery without Meta's signature, or with a wrong one.
     #[error("The X-Hub-Signature-256 header is missing or does not match the body.")]
     BadSignature,
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => C::MethodNotAllowed,
             ApiError::PayloadTooLarge(_) => C::PayloadTooLarge,
             ApiError::BadSignature => C::InvalidSignature,
+            ApiError::VerifyTokenMismatch => C::Forbidden,
             ApiError::Service(err) => match err {
                 S::Invalid(_) => C::ValidationFailed,
                 S::PhoneNumberNotFound => C::PhoneNumberNotFound,

@@ -64,7 +64,7 @@ pub async fn verify_whatsapp_webhook(
         (Some("subscribe"), Some(challenge)) if matches => Ok(HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body(challenge)),
-        _ => Err(ApiError::Forbidden),
+        _ => Err(ApiError::VerifyTokenMismatch),
     }
 }
 

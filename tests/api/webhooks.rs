@@ -110,7 +110,7 @@ async fn wait_for_messages(
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
     let token = app.editor(workspace);
-    for _ in 0..200 {
+    for _ in 0..800 {
         let conversations = app.get_json("/api/v1/conversations", &token).await;
         if let Some(id) = conversations["data"][0]["id"].as_str() {
             let messages = app
@@ -128,7 +128,7 @@ async fn wait_for_messages(
 
 /// Waits (bounded) until no job is queued or running.
 async fn wait_for_idle_queue(app: &TestApp) {
-    for _ in 0..200 {
+    for _ in 0..800 {
         let busy: i64 = whatsapp_numbers::db::schema::webhook_jobs::table
             .filter(whatsapp_numbers::db::schema::webhook_jobs::state.eq_any(["queued", "running"]))
             .count()
@@ -374,7 +374,7 @@ async fn a_batched_delivery_has_every_entry_and_message_handled() {
     let delivery = json!({"object": "whatsapp_business_account", "entry": entries});
     assert_eq!(deliver(&app, &delivery).await.status(), 200);
     let token = app.editor("ws-a");
-    for _ in 0..400 {
+    for _ in 0..800 {
         if sent_texts(&meta).await.len() >= 20 {
             break;
         }
@@ -989,4 +989,132 @@ async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_works
     assert_eq!(done["data"], json!([]));
     let bad = app.get("/api/v1/webhook-jobs?state=buried", &token).await;
     assert_problem(bad, 400, "validation_failed").await;
+}
+
+/// The WABA id of the number's account.
+fn waba_of(app: &TestApp, number: &str) -> String {
+    use whatsapp_numbers::db::schema::{phone_numbers, whatsapp_accounts};
+    whatsapp_accounts::table
+        .inner_join(
+            phone_numbers::table.on(phone_numbers::whatsapp_account_id.eq(whatsapp_accounts::id)),
+        )
+        .filter(phone_numbers::id.eq(number))
+        .select(whatsapp_accounts::waba_id)
+        .first(&mut app.raw_connection())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_approved_name_is_read_back_and_the_number_registered_again_through_the_ledger() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let waba = waba_of(&app, &number);
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{meta_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": meta_id, "display_phone_number": "+1 555-0100", "verified_name": "Lucky Shrub",
+            "quality_rating": "GREEN", "platform_type": "CLOUD_API", "status": "CONNECTED",
+            "name_status": "APPROVED", "throughput": {"level": "STANDARD"}})))
+        .mount(&meta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/register")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&meta)
+        .await;
+    let update = |decision: &str| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "time": 1764150000, "changes": [{
+            "field": "phone_number_name_update",
+            "value": {"display_phone_number": "15550100", "decision": decision, "requested_verified_name": "Lucky Shrub", "rejection_reason": null}}]}]})
+    };
+    // A pending decision changes nothing; the approval is applied once, however often it comes.
+    assert_eq!(deliver(&app, &update("PENDING")).await.status(), 200);
+    assert_eq!(deliver(&app, &update("APPROVED")).await.status(), 200);
+    assert_eq!(deliver(&app, &update("APPROVED")).await.status(), 200);
+    wait_for_idle_queue(&app).await;
+    let token = app.editor("ws-a");
+    let now = app
+        .get_json(&format!("/api/v1/phone-numbers/{number}"), &token)
+        .await;
+    assert_eq!(now["verified_name"], "Lucky Shrub");
+    let ledger = app.ledger(&token, &number).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["outcome"], "succeeded");
+}
+
+#[tokio::test]
+async fn one_customers_messages_are_answered_in_the_order_they_came() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let token = app.editor("ws-a");
+    let body = json!({"name": "Counter", "responder": {"kind": "faq", "faq": {"entries": [
+        {"keywords": ["one"], "answer": "1"}, {"keywords": ["two"], "answer": "2"},
+        {"keywords": ["three"], "answer": "3"}, {"keywords": ["four"], "answer": "4"}]}}});
+    let agent: Value = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.assign(&token, &number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+    // Meta takes long over the first message's read receipt: a second worker would overtake the
+    // first if it could.
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(|req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let slow = body["message_id"] == "wamid.ORD0";
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": true}))
+                .set_delay(Duration::from_millis(if slow { 400 } else { 0 }))
+        })
+        .mount(&meta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"messages": [{"id": "wamid.x"}]})),
+        )
+        .mount(&meta)
+        .await;
+    let message = |i: usize, word: &str| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+            "metadata": {"phone_number_id": meta_id}, "contacts": [{"wa_id": "15551234567", "profile": {"name": "S"}}],
+            "messages": [{"from": "15551234567", "id": format!("wamid.ORD{i}"), "timestamp": "1764150000",
+                          "type": "text", "text": {"body": word}}]}}]}]})
+    };
+    assert_eq!(deliver(&app, &message(0, "one")).await.status(), 200);
+    // Once the first is being answered (its read receipt went out), the others arrive.
+    for _ in 0..800 {
+        let reads = meta.received_requests().await.unwrap_or_default().len();
+        if reads >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (i, word) in ["two", "three", "four"].iter().enumerate() {
+        assert_eq!(deliver(&app, &message(i + 1, word)).await.status(), 200);
+    }
+    for _ in 0..800 {
+        if sent_texts(&meta).await.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let order: Vec<String> = sent_texts(&meta)
+        .await
+        .iter()
+        .map(|b| b["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["1", "2", "3", "4"]);
 }
