@@ -1118,3 +1118,91 @@ async fn one_customers_messages_are_answered_in_the_order_they_came() {
         .collect();
     assert_eq!(order, ["1", "2", "3", "4"]);
 }
+
+/// A webhook agent at `hook` answering whatever `answer` says; returns the agent's id.
+async fn webhook_agent(app: &TestApp, workspace: &str, number: &str, hook: &MockServer) {
+    let token = app.editor(workspace);
+    let body = json!({"name": "Hook", "responder": {"kind": "webhook", "webhook": {
+        "url": format!("{}/hook", hook.uri()), "secret": "0123456789abcdef-secret"}}});
+    let agent: Value = app
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.assign(&token, number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_answer_longer_than_meta_takes_goes_out_in_parts_each_once() {
+    let meta = MockServer::start().await;
+    let hook = MockServer::start().await;
+    let long = format!("{}\n\n{}", "a".repeat(3000), "b".repeat(3000));
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": long})))
+        .mount(&hook)
+        .await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    webhook_agent(&app, "ws-a", &number, &hook).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.L1", "15551234567", "tell me everything"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 3 && m[0]["status"] == "answered"
+    })
+    .await;
+    assert_eq!(messages[1]["part"], 0);
+    assert_eq!(messages[2]["part"], 1);
+    assert_eq!(messages[1]["text"], "a".repeat(3000));
+    assert_eq!(messages[2]["text"], "b".repeat(3000));
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .all(|b| b["text"]["body"].as_str().unwrap().chars().count() <= 4096));
+}
+
+#[tokio::test]
+async fn a_failing_agent_is_retried_then_the_message_is_recorded_as_not_answered() {
+    let meta = MockServer::start().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&hook)
+        .await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    webhook_agent(&app, "ws-a", &number, &hook).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.F1", "15551234567", "hello"),
+    )
+    .await;
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 1 && m[0]["status"] == "reply_failed"
+    })
+    .await;
+    let error = messages[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        error.contains("after 3 attempts") && error.contains("HTTP 500"),
+        "{error}"
+    );
+    assert_eq!(
+        hook.received_requests().await.unwrap().len(),
+        3,
+        "tried three times"
+    );
+    assert!(sent_texts(&meta).await.is_empty());
+}
