@@ -69,14 +69,19 @@ async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Response {
     deliver_bytes(app, &body, Some(signature)).await
 }
 
-/// Meta's send endpoint of `meta_id`: text messages get a wamid, read receipts `success`.
-async fn meta_sends(meta: &MockServer, meta_id: &str) {
+/// Meta's read receipts of `meta_id`: `success`.
+async fn meta_reads(meta: &MockServer, meta_id: &str) {
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
         .and(body_partial_json(json!({"status": "read"})))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
         .mount(meta)
         .await;
+}
+
+/// Meta's send endpoint of `meta_id`: text messages get a wamid, read receipts `success`.
+async fn meta_sends(meta: &MockServer, meta_id: &str) {
+    meta_reads(meta, meta_id).await;
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
         .and(body_partial_json(json!({"type": "text"})))
@@ -512,12 +517,7 @@ async fn an_answer_whose_send_may_have_reached_meta_is_never_sent_again() {
     let app = spawn_app_with_meta_and(&meta, |s| s.meta_timeout_seconds = 1).await;
     let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
     faq_agent(&app, "ws-a", &number).await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v25.0/{meta_id}/messages")))
-        .and(body_partial_json(json!({"status": "read"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .mount(&meta)
-        .await;
+    meta_reads(&meta, &meta_id).await;
     // Meta takes the message but its answer is lost (slower than the timeout).
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
@@ -553,12 +553,7 @@ async fn a_refusal_from_meta_fails_the_answer_with_metas_code_and_a_transient_on
     let app = spawn_app_with_meta(&meta).await;
     let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
     faq_agent(&app, "ws-a", &number).await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v25.0/{meta_id}/messages")))
-        .and(body_partial_json(json!({"status": "read"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .mount(&meta)
-        .await;
+    meta_reads(&meta, &meta_id).await;
     // Meta is briefly throttled, then accepts.
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
@@ -793,18 +788,7 @@ async fn a_quality_update_rereads_the_number_and_records_a_webhook_quality_event
     let meta = MockServer::start().await;
     let app = spawn_app_with_meta(&meta).await;
     let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    let waba: String = {
-        use whatsapp_numbers::db::schema::{phone_numbers, whatsapp_accounts};
-        whatsapp_accounts::table
-            .inner_join(
-                phone_numbers::table
-                    .on(phone_numbers::whatsapp_account_id.eq(whatsapp_accounts::id)),
-            )
-            .filter(phone_numbers::id.eq(&number))
-            .select(whatsapp_accounts::waba_id)
-            .first(&mut app.raw_connection())
-            .unwrap()
-    };
+    let waba = waba_of(&app, &number);
     Mock::given(method("GET"))
         .and(path(format!("/v25.0/{meta_id}")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -840,18 +824,7 @@ async fn a_removed_partner_disconnects_the_account() {
     let meta = MockServer::start().await;
     let app = spawn_app_with_meta(&meta).await;
     let (number, _) = live_number(&app, "ws-a", "+1 555-0100").await;
-    let waba: String = {
-        use whatsapp_numbers::db::schema::{phone_numbers, whatsapp_accounts};
-        whatsapp_accounts::table
-            .inner_join(
-                phone_numbers::table
-                    .on(phone_numbers::whatsapp_account_id.eq(whatsapp_accounts::id)),
-            )
-            .filter(phone_numbers::id.eq(&number))
-            .select(whatsapp_accounts::waba_id)
-            .first(&mut app.raw_connection())
-            .unwrap()
-    };
+    let waba = waba_of(&app, &number);
     let update = json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "time": 1764150000, "changes": [{
         "field": "account_update", "value": {"event": "PARTNER_REMOVED", "waba_info": {"waba_id": waba}}}]}]});
     assert_eq!(deliver(&app, &update).await.status(), 200);
