@@ -25,7 +25,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     keys: TokenKeys,
-    _database: TestDatabase,
+    /// The database: this app's own, or shared with the app it was spawned beside.
+    database: std::sync::Arc<TestDatabase>,
 }
 
 /// A database made for one test and removed after it.
@@ -112,6 +113,28 @@ pub const META_APP_SECRET: &str = "app-secret-xyz";
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database, url) = TestDatabase::create();
+    spawn_on(
+        std::sync::Arc::new(database),
+        url,
+        SecretBox::generate_key(),
+        configure,
+    )
+    .await
+}
+
+/// Another instance on `first`'s database (and secrets key), as a second replica would run.
+pub async fn spawn_app_beside(first: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = first.state.settings.database_url.clone();
+    let key = first.state.settings.secrets_key.clone();
+    spawn_on(first.database.clone(), url, key, configure).await
+}
+
+async fn spawn_on(
+    database: std::sync::Arc<TestDatabase>,
+    url: DbUrl,
+    secrets_key: String,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = Settings {
         database_url: url,
         bind_addr: "127.0.0.1:0".into(),
@@ -119,7 +142,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         auth_jwt_secret: JWT_SECRET.into(),
         auth_jwt_issuer: None,
         auth_jwt_audience: None,
-        secrets_key: SecretBox::generate_key(),
+        secrets_key,
         meta_app: None,
         meta_graph_url: "http://127.0.0.1:9".into(),
         meta_graph_version: "v25.0".into(),
@@ -145,14 +168,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::new(),
         state,
         keys: TokenKeys::new(JWT_SECRET),
-        _database: database,
+        database,
     }
 }
 
 impl TestApp {
     /// The SQLite file under test, or `None` on PostgreSQL.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        match &self._database {
+        match self.database.as_ref() {
             TestDatabase::Sqlite(dir) => Some(dir.join("test.db")),
             TestDatabase::Postgres { .. } => None,
         }
@@ -168,7 +191,7 @@ impl TestApp {
 
     /// A connection of the test's own to its database, outside the server's pool.
     pub fn raw_connection(&self) -> db::DbConnection {
-        let url = match &self._database {
+        let url = match self.database.as_ref() {
             TestDatabase::Sqlite(dir) => {
                 DbUrl::Sqlite(dir.join("test.db").to_string_lossy().into_owned())
             }

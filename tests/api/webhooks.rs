@@ -1179,3 +1179,79 @@ async fn a_failing_agent_is_retried_then_the_message_is_recorded_as_not_answered
     );
     assert!(sent_texts(&meta).await.is_empty());
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_answer_every_message_once_and_in_order() {
+    let meta = MockServer::start().await;
+    let first = spawn_app_with_meta(&meta).await;
+    let uri = meta.uri();
+    let second = spawn_app_beside(&first, |s| {
+        s.meta_app = first.state.settings.meta_app.clone();
+        s.meta_graph_url = uri;
+    })
+    .await;
+    let (number, meta_id) = live_number(&first, "ws-a", "+1 555-0100").await;
+    let token = first.editor("ws-a");
+    let body = json!({"name": "Echo", "responder": {"kind": "faq", "faq": {"entries": [
+        {"keywords": ["first"], "answer": "1"}, {"keywords": ["second"], "answer": "2"}]}}});
+    let agent: Value = first
+        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .assign(&token, &number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+    meta_sends(&meta, &meta_id).await;
+    // Ten customers write twice each; Meta delivers every message to both instances (a retry
+    // landing on the other replica), concurrently.
+    let mut sends = Vec::new();
+    for word in ["first", "second"] {
+        for customer in 0..10 {
+            let delivery = text_message(
+                &meta_id,
+                &format!("wamid.{word}.{customer}"),
+                &format!("155500000{customer:02}"),
+                word,
+            );
+            let body = delivery.to_string().into_bytes();
+            let signature = hub_signature(META_APP_SECRET.as_bytes(), &body);
+            for app in [&first, &second] {
+                let request = app
+                    .client
+                    .post(format!("{}/webhooks/whatsapp", app.address))
+                    .header("content-type", "application/json")
+                    .header("x-hub-signature-256", signature.clone())
+                    .body(body.clone());
+                sends.push(tokio::spawn(request.send()));
+            }
+        }
+        for send in sends.drain(..) {
+            assert_eq!(send.await.unwrap().unwrap().status(), 200);
+        }
+    }
+    for _ in 0..800 {
+        if sent_texts(&meta).await.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    wait_for_idle_queue(&first).await;
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 20, "each message answered once");
+    for customer in 0..10 {
+        let to = format!("+155500000{customer:02}");
+        let answers: Vec<&str> = sent
+            .iter()
+            .filter(|b| b["to"] == to.as_str())
+            .map(|b| b["text"]["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(answers, ["1", "2"], "customer {customer}");
+    }
+    assert_eq!(job_count(&first), 20, "each message stored once");
+}
