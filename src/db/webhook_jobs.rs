@@ -136,6 +136,36 @@ macro_rules! held {
     };
 }
 
+/// Whether any job is due (a read: idle workers look before they take the write lock to claim).
+pub fn any_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<bool> {
+    let queued = webhook_jobs::table
+        .filter(webhook_jobs::state.eq(JobState::Queued))
+        .filter(webhook_jobs::run_after.le(now));
+    let lapsed = webhook_jobs::table
+        .filter(webhook_jobs::state.eq(JobState::Running))
+        .filter(webhook_jobs::lease_until.lt(now));
+    Ok(
+        diesel::select(diesel::dsl::exists(queued)).get_result(conn)?
+            || diesel::select(diesel::dsl::exists(lapsed)).get_result(conn)?,
+    )
+}
+
+/// Deletes up to `limit` jobs finished (`done`) before `before`; dead jobs stay for someone to
+/// read. Returns how many went.
+pub fn delete_done_before(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    let old = webhook_jobs::table
+        .filter(webhook_jobs::state.eq(JobState::Done))
+        .filter(webhook_jobs::finished_at.lt(before))
+        .select(webhook_jobs::id)
+        .limit(limit);
+    let ids: Vec<i64> = old.load(conn)?;
+    diesel::delete(webhook_jobs::table.filter(webhook_jobs::id.eq_any(ids))).execute(conn)
+}
+
 /// Extends the lease if `owner` still holds it; false when it does not (it lapsed and another
 /// worker took the job): the caller must stop before its next external call.
 pub fn renew(

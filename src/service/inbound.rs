@@ -43,6 +43,10 @@ pub const MAX_JOB_ATTEMPTS: i64 = 10;
 pub const MAX_RESPONDER_ATTEMPTS: i64 = 3;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How long a finished job (and so its dedup key) is kept: Meta redelivers for up to 7 days.
+pub const KEEP_DONE_JOBS: chrono::TimeDelta = chrono::TimeDelta::days(8);
+/// How often a worker clears finished jobs past [`KEEP_DONE_JOBS`].
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Meta's limit of a text message's body, in characters (reference §3).
 pub const MAX_TEXT_CHARS: usize = 4096;
 
@@ -213,7 +217,14 @@ fn lease_length(state: &AppState) -> chrono::TimeDelta {
 
 async fn work(state: AppState) {
     let owner = LeaseOwner::random();
+    let mut pruned_at = tokio::time::Instant::now();
     loop {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            if let Err(err) = prune_finished(&state, db::now()).await {
+                tracing::warn!(error = %err, "clearing finished webhook jobs failed");
+            }
+        }
         let wake = state.intake.wake.clone();
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -240,12 +251,36 @@ async fn work(state: AppState) {
     }
 }
 
+/// Clears finished jobs older than [`KEEP_DONE_JOBS`] (a redelivery after that would be taken as
+/// new, but Meta stops redelivering after 7 days), in batches. Returns how many went.
+pub async fn prune_finished(state: &AppState, now: NaiveDateTime) -> Result<usize, ServiceError> {
+    let before = now - KEEP_DONE_JOBS;
+    let mut total = 0;
+    loop {
+        let gone = state
+            .db
+            .run(move |conn| {
+                write_tx(conn, |conn| jobs::delete_done_before(conn, before, 1000))
+                    .map_err(ServiceError::from)
+            })
+            .await?;
+        total += gone;
+        if gone < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
 async fn claim(state: &AppState, owner: LeaseOwner) -> Result<Vec<JobRow>, ServiceError> {
     let lease = lease_length(state);
     state
         .db
         .run(move |conn| {
             let now = db::now();
+            // Idle workers look first, so that they take the write lock only when there is work.
+            if !jobs::any_due(conn, now)? {
+                return Ok(Vec::new());
+            }
             write_tx(conn, |conn| {
                 jobs::claim(conn, owner, now, now + lease, CLAIM_BATCH).map_err(ServiceError::from)
             })

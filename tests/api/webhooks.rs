@@ -1255,3 +1255,41 @@ async fn two_instances_on_one_database_answer_every_message_once_and_in_order() 
     }
     assert_eq!(job_count(&first), 20, "each message stored once");
 }
+
+#[tokio::test]
+async fn finished_jobs_are_kept_while_meta_may_redeliver_then_cleared_and_dead_ones_stay() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let insert = |key: &str, state: &str, finished: &str| {
+        format!(
+            "INSERT INTO webhook_jobs (dedup_key, kind, payload, state, attempts, run_after, received_at, finished_at) \
+             VALUES ('{key}', 'other', '{{}}', '{state}', 1, '{finished}', '{finished}', '{finished}');"
+        )
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let nine_days_ago = (now - chrono::TimeDelta::days(9))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let six_days_ago = (now - chrono::TimeDelta::days(6))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    app.raw_connection()
+        .batch_execute(&format!(
+            "{}{}{}",
+            insert("old-done", "done", &nine_days_ago),
+            insert("recent-done", "done", &six_days_ago),
+            insert("old-dead", "dead", &nine_days_ago)
+        ))
+        .unwrap();
+    let gone =
+        whatsapp_numbers::service::inbound::prune_finished(&app.state, whatsapp_numbers::db::now())
+            .await
+            .unwrap();
+    assert_eq!(gone, 1);
+    let keys: Vec<String> = whatsapp_numbers::db::schema::webhook_jobs::table
+        .select(whatsapp_numbers::db::schema::webhook_jobs::dedup_key)
+        .order(whatsapp_numbers::db::schema::webhook_jobs::dedup_key.asc())
+        .load(&mut app.raw_connection())
+        .unwrap();
+    assert_eq!(keys, ["old-dead", "recent-done"]);
+}
