@@ -195,6 +195,9 @@ text_enum! {
         AccountReconnected = "account.reconnected",
         AccountSynced = "account.synced",
         AccountDisconnected = "account.disconnected",
+        /// Meta reported an event on the account (`account_update`: a violation, a restriction,
+        /// a ban decision...), named in `detail.meta_event`.
+        AccountMetaEvent = "account.meta_event",
     }
 }
 

@@ -93,6 +93,9 @@ pub struct AuditDetail {
     /// be reached or refused the token; its webhooks for the WABA are then ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_unsubscribed: Option<bool>,
+    /// The `event` of Meta's `account_update` webhook (`ACCOUNT_VIOLATION`, `DISABLED_UPDATE`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_event: Option<String>,
 }
 
 /// Builds an audit row for `caller`.

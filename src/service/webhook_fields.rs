@@ -4,13 +4,13 @@
 
 use super::inbound::Outcome;
 use super::sync::{apply_to_row, meta_fields};
-use super::ServiceError;
+use super::{AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::{AccountRow, PhoneNumberRow};
 use crate::db::webhook_jobs::JobRow;
 use crate::db::{self, accounts, phone_numbers as numbers, write_tx};
 use crate::domain::webhook::{self, FieldChange};
-use crate::domain::{JobKind, LeaseOwner, QualityEventSource, Role, WabaId};
+use crate::domain::{AuditAction, JobKind, LeaseOwner, QualityEventSource, Role, WabaId};
 use crate::state::AppState;
 
 /// `account_update` events after which the account no longer works for us.
@@ -166,16 +166,27 @@ async fn account_update(
     change: &FieldChange,
 ) -> Result<Outcome, ServiceError> {
     let event = change.text("event").unwrap_or_default();
-    if !ACCOUNT_GONE.contains(&event.as_str()) {
-        return Ok(Outcome::Done(Some(format!(
-            "account_update {event}: recorded"
-        ))));
-    }
     let caller = Principal {
         subject: "meta-webhook".into(),
         workspace_id: account.workspace_id.clone(),
         role: Role::Editor,
     };
+    if !ACCOUNT_GONE.contains(&event.as_str()) {
+        let detail = AuditDetail {
+            account_id: Some(account.id),
+            waba_id: Some(account.waba_id.clone()),
+            meta_event: Some(event.clone()),
+            ..AuditDetail::default()
+        };
+        let row = super::audit_row(&caller, AuditAction::AccountMetaEvent, None, None, &detail);
+        state
+            .db
+            .run(move |conn| crate::db::audit::insert(conn, &row).map_err(ServiceError::from))
+            .await?;
+        return Ok(Outcome::Done(Some(format!(
+            "account_update {event}: recorded in the audit trail"
+        ))));
+    }
     match super::accounts::disconnect(state, &caller, account.id).await {
         Ok(()) | Err(ServiceError::AccountNotFound) => Ok(Outcome::Done(Some(format!(
             "account_update {event}: the account was disconnected"
