@@ -14,6 +14,11 @@ export type Problem = Schemas["Problem"];
 export type TableQuery = NonNullable<operations["list_phone_numbers"]["parameters"]["query"]>;
 export type NewAgent = NonNullable<operations["create_agent"]["requestBody"]>["content"]["application/json"];
 export type ConnectBody = NonNullable<operations["connect_whatsapp_account"]["requestBody"]>["content"]["application/json"];
+export type ConversationList = Schemas["ConversationList"];
+export type MessageList = Schemas["MessageList"];
+export type Message = Schemas["Message"];
+export type PlayedMessage = Schemas["PlayedMessage"];
+export type InboundMessage = Schemas["InboundMessageInput"];
 
 /** The problem bodies an operation documents, by status. */
 type ProblemsOf<Op extends keyof operations> = {
@@ -122,6 +127,31 @@ export class Api {
     );
   }
 
+  /** The Conversations screen: most recently active first, optionally of one number. */
+  conversations(number?: PhoneNumber["id"]) {
+    const query = number === undefined ? "" : `?number_id=${number}`;
+    return this.call<ConversationList, "list_conversations">("list_conversations", "GET", `/api/v1/conversations${query}`);
+  }
+
+  /** One conversation's messages, oldest first, with delivery status. */
+  messages(conversation: Schemas["Conversation"]["id"]) {
+    return this.call<MessageList, "list_conversation_messages">(
+      "list_conversation_messages",
+      "GET",
+      `/api/v1/conversations/${conversation}/messages`,
+    );
+  }
+
+  /** Development mode: play a WhatsApp user writing to one of the numbers. */
+  playInbound(body: InboundMessage) {
+    return this.call<PlayedMessage, "play_sandbox_inbound_message">(
+      "play_sandbox_inbound_message",
+      "POST",
+      "/api/v1/sandbox/inbound-messages",
+      body,
+    );
+  }
+
   /** Add Phone Number: finish Embedded Signup, or connect with a system-user token. */
   connect(body: ConnectBody) {
     return this.call<ConnectedAccount, "connect_whatsapp_account">(
@@ -155,6 +185,32 @@ export function actionsCell(n: PhoneNumber): string {
         case "removed":
           return "—";
       }
+  }
+}
+
+/** A message's status line in the conversation view: every status the server can send. */
+export function statusLine(m: Message): string {
+  switch (m.status) {
+    case "received":
+      return "Answering…";
+    case "answered":
+      return "Answered";
+    case "no_agent":
+      return "No agent on this number";
+    case "not_answered":
+      return "The agent had nothing to say";
+    case "reply_failed":
+      return `Not answered: ${m.error?.message ?? "unknown"}`;
+    case "sending":
+      return "Sending…";
+    case "sent":
+      return "✓";
+    case "delivered":
+      return "✓✓";
+    case "read":
+      return "✓✓ read";
+    case "failed":
+      return `Failed${m.error?.code == null ? "" : ` (${m.error.code})`}: ${m.error?.message ?? ""}`;
   }
 }
 

@@ -6,6 +6,8 @@ import {
   actionsCell,
   agentCell,
   registerErrorToast,
+  statusLine,
+  type Message,
   type PhoneNumber,
   type PhoneNumberList,
 } from "./client.js";
@@ -69,6 +71,22 @@ const target = usable.data[0];
 expect(target !== undefined, "a usable number");
 const assigned = await ok(api.assignAgent(target.id, agent.id), "assign");
 expect(assigned.inbound_agent?.id === agent.id, "the agent answers the number");
+
+// The inbound loop: a WhatsApp user writes (through the signed webhook pipeline), the agent answers.
+const customer = `+1555${String(Date.now()).slice(-7)}`;
+await ok(api.playInbound({ phone_number_id: target.phone_number_id, from: customer, text: "your hours?" }), "play inbound");
+let answer: Message | undefined;
+for (let i = 0; i < 100 && answer === undefined; i++) {
+  const conversations = await ok(api.conversations(target.id), "conversations");
+  const mine = conversations.data.find((c) => `+${c.customer.phone}` === customer);
+  if (mine !== undefined) {
+    const thread = await ok(api.messages(mine.id), "messages");
+    answer = thread.data.find((m) => m.direction === "outbound");
+    thread.data.forEach((m) => expect(statusLine(m).length > 0, "every message renders"));
+  }
+  if (answer === undefined) await new Promise((r) => setTimeout(r, 50));
+}
+expect(answer?.text === "9 to 5" && answer.status === "sent", "the agent answered from the number");
 const cleared = await ok(api.assignAgent(target.id, null), "clear");
 expect(cleared.inbound_agent === null, "cleared");
 const withOutbound = await ok(api.setOutbound(agent.id, target.id), "pick outbound");
