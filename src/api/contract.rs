@@ -85,6 +85,7 @@ const LISTS: &[(&str, CursorKind)] = &[
 const RESPONSE_SCHEMAS: &[&str] = &[
     "PhoneNumber",
     "PhoneNumberList",
+    "QualityAlert",
     "Registration",
     "AgentSummary",
     "NumberSummary",

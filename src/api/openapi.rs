@@ -96,6 +96,8 @@ anything of another workspace answers 404 exactly as if it did not exist."
         types::SignupExtras,
         sandbox::SandboxMessageBody,
         types::PhoneNumber,
+        types::QualityAlert,
+        domain::QualityAlertReason,
         types::PhoneNumberList,
         types::Registration,
         types::AgentSummary,

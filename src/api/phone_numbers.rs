@@ -30,6 +30,8 @@ pub struct PhoneNumberQuery {
     pub quality_rating: Option<QualityRating>,
     /// `true`: only numbers with an inbound agent; `false`: only those without.
     pub has_inbound_agent: Option<bool>,
+    /// `true`: only numbers with a quality alert; `false`: only those without.
+    pub quality_alert: Option<bool>,
     /// Matches the verified name (case-insensitive, anywhere) or, when it reads as a number, the
     /// phone number's digits (`+1 555` finds `15551234567`).
     pub q: Option<String>,
@@ -94,6 +96,7 @@ pub async fn list_phone_numbers(
             .transpose()?,
         quality_rating: query.quality_rating,
         has_inbound_agent: query.has_inbound_agent,
+        quality_alert: query.quality_alert,
         search: query
             .q
             .as_deref()

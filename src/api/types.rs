@@ -83,6 +83,18 @@ pub struct Registration {
     pub blocked_reason: Option<BlockedReason>,
 }
 
+/// A number whose quality went bad, until it recovers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityAlert {
+    /// When it was raised.
+    #[serde(serialize_with = "super::time::rfc3339")]
+    pub since: DateTime<Utc>,
+    pub reason: crate::domain::QualityAlertReason,
+    /// The rating before it went bad: the alert clears when the rating is back there (and the
+    /// status is fine).
+    pub previous_rating: QualityRating,
+}
+
 /// One WhatsApp Business phone number: a row of the Phone Numbers table.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhoneNumber {
@@ -94,6 +106,9 @@ pub struct PhoneNumber {
     pub verified_name: Option<String>,
     pub platform_type: PlatformType,
     pub quality_rating: QualityRating,
+    /// Set while the rating is below what it was, or Meta's status is flagged, restricted, banned
+    /// or disconnected; null otherwise.
+    pub quality_alert: Option<QualityAlert>,
     /// Meta's operating status (`CONNECTED`, `PENDING`, `FLAGGED`, ...), as Meta sends it.
     #[schema(examples("CONNECTED", "PENDING", "FLAGGED", "RESTRICTED"))]
     pub status: Option<String>,
@@ -151,6 +166,11 @@ impl From<NumberRecord> for PhoneNumber {
             verified_name: row.verified_name,
             platform_type: row.platform_type,
             quality_rating: row.quality_rating,
+            quality_alert: row.quality_alert.map(|a| QualityAlert {
+                since: utc(a.since),
+                reason: a.reason,
+                previous_rating: a.previous_rating,
+            }),
             status: row.status,
             code_verification_status: row.code_verification_status,
             name_status: row.name_status,

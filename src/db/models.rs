@@ -127,6 +127,8 @@ pub struct PhoneNumberRow {
     pub created_at: NaiveDateTime,
     #[diesel(deserialize_as = super::types::DbTime)]
     pub updated_at: NaiveDateTime,
+    /// Set while the number's quality is bad (`domain::phone_number::QualityAlert`).
+    pub quality_alert: Option<crate::domain::phone_number::QualityAlert>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -191,6 +193,8 @@ pub struct MetaFields {
     pub throughput_level: Option<String>,
     pub account_mode: Option<String>,
     pub is_on_biz_app: bool,
+    /// Follows the rating and status (`QualityAlert::next`).
+    pub quality_alert: Option<crate::domain::phone_number::QualityAlert>,
 }
 
 impl MetaFields {
@@ -211,6 +215,7 @@ impl MetaFields {
             throughput_level: row.throughput_level.clone(),
             account_mode: row.account_mode.clone(),
             is_on_biz_app: row.is_on_biz_app,
+            quality_alert: row.quality_alert,
         }
     }
 }

@@ -100,6 +100,11 @@ pub fn list(
         Some(false) => query = query.filter(p::inbound_agent_id.is_null()),
         None => {}
     }
+    match filter.quality_alert {
+        Some(true) => query = query.filter(p::quality_alert.is_not_null()),
+        Some(false) => query = query.filter(p::quality_alert.is_null()),
+        None => {}
+    }
     // The SQL form of `domain::phone_number::NumberFacts::needs_registration`; `IS NOT NULL AND`
     // keeps a NULL throughput from turning the whole test NULL.
     let throughput_na = p::throughput_level

@@ -75,6 +75,7 @@ diesel::table! {
         removed_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        quality_alert -> Nullable<Text>,
     }
 }
 

@@ -81,6 +81,16 @@ stored_as_str!(
     MessageStatus
 );
 
+/// A number's quality alert is stored as one JSON text (`{since, reason, previous_rating}`).
+impl StoredText for crate::domain::phone_number::QualityAlert {
+    fn to_text(&self) -> Cow<'_, str> {
+        Cow::Owned(serde_json::to_string(self).unwrap_or_default())
+    }
+    fn from_text(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("stored quality alert `{text}`: {e}"))
+    }
+}
+
 macro_rules! sql_text {
     ($($t:ty),+ $(,)?) => {$(
         impl ToSql<Text, Pg> for $t {
@@ -155,6 +165,7 @@ sql_text!(
     JobState,
     MessageDirection,
     MessageStatus,
+    crate::domain::phone_number::QualityAlert,
 );
 
 /// The text of a SQLite value, borrowed for the duration of the read (no copy).

@@ -114,9 +114,158 @@ impl NumberFacts<'_> {
     }
 }
 
+/// A number whose quality went bad: since when, why, and the rating it had before (it clears
+/// when the rating is back there and the status is fine again).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub struct QualityAlert {
+    pub since: chrono::NaiveDateTime,
+    pub reason: super::QualityAlertReason,
+    pub previous_rating: super::QualityRating,
+}
+
+/// How good a rating is (higher is better); `None` for `UNKNOWN`, which says nothing.
+fn goodness(rating: super::QualityRating) -> Option<u8> {
+    use super::QualityRating as Q;
+    match rating {
+        Q::Green => Some(3),
+        Q::Yellow => Some(2),
+        Q::Red => Some(1),
+        Q::Unknown => None,
+    }
+}
+
+impl QualityAlert {
+    /// The alert a number carries after Meta's latest word on it (`rating`, `status`), given the
+    /// alert it carried and the rating it had (`None` for a number seen for the first time).
+    /// Raised when the rating drops or the status turns bad; kept (with its first `since` and
+    /// `previous_rating`) until the rating is back to `previous_rating` or better and the status
+    /// is fine; then cleared.
+    pub fn next(
+        current: Option<QualityAlert>,
+        previous_rating: Option<super::QualityRating>,
+        rating: super::QualityRating,
+        status: Option<&str>,
+        now: chrono::NaiveDateTime,
+    ) -> Option<QualityAlert> {
+        let bad_status = super::QualityAlertReason::of_status(status);
+        let dropped = match (previous_rating.and_then(goodness), goodness(rating)) {
+            (Some(before), Some(after)) => after < before,
+            _ => false,
+        };
+        match current {
+            Some(alert) => {
+                let recovered = bad_status.is_none()
+                    && match (goodness(rating), goodness(alert.previous_rating)) {
+                        (Some(now_good), Some(then_good)) => now_good >= then_good,
+                        // Back to "unknown" proves nothing; from unknown, any known rating does.
+                        (None, _) => false,
+                        (Some(_), None) => true,
+                    };
+                if recovered {
+                    None
+                } else {
+                    Some(QualityAlert {
+                        reason: bad_status.unwrap_or(super::QualityAlertReason::QualityDropped),
+                        ..alert
+                    })
+                }
+            }
+            None => {
+                let reason =
+                    bad_status.or(dropped.then_some(super::QualityAlertReason::QualityDropped))?;
+                Some(QualityAlert {
+                    since: now,
+                    reason,
+                    previous_rating: previous_rating.unwrap_or(rating),
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quality_alert_rises_with_a_drop_or_a_bad_status_and_clears_on_recovery() {
+        use crate::domain::{QualityAlertReason as R, QualityRating as Q};
+        let t0 = chrono::DateTime::from_timestamp(1_764_150_000, 0)
+            .unwrap()
+            .naive_utc();
+        let t1 = t0 + chrono::TimeDelta::hours(1);
+        // Green to yellow raises, remembering green; red keeps it (and its first time).
+        let raised =
+            QualityAlert::next(None, Some(Q::Green), Q::Yellow, Some("CONNECTED"), t0).unwrap();
+        assert_eq!(
+            (raised.reason, raised.previous_rating, raised.since),
+            (R::QualityDropped, Q::Green, t0)
+        );
+        let worse =
+            QualityAlert::next(Some(raised), Some(Q::Yellow), Q::Red, Some("CONNECTED"), t1)
+                .unwrap();
+        assert_eq!((worse.since, worse.previous_rating), (t0, Q::Green));
+        // Yellow is not recovery from green; green is.
+        assert!(QualityAlert::next(Some(worse), Some(Q::Red), Q::Yellow, None, t1).is_some());
+        assert_eq!(
+            QualityAlert::next(
+                Some(worse),
+                Some(Q::Yellow),
+                Q::Green,
+                Some("CONNECTED"),
+                t1
+            ),
+            None
+        );
+        // No change, a rise, or unknown: nothing.
+        assert_eq!(
+            QualityAlert::next(None, Some(Q::Yellow), Q::Yellow, None, t0),
+            None
+        );
+        assert_eq!(
+            QualityAlert::next(None, Some(Q::Red), Q::Green, None, t0),
+            None
+        );
+        assert_eq!(
+            QualityAlert::next(None, Some(Q::Green), Q::Unknown, None, t0),
+            None
+        );
+        // A bad status raises whatever the rating, even at first sight, and holds while it lasts.
+        let flagged = QualityAlert::next(None, None, Q::Green, Some("flagged"), t0).unwrap();
+        assert_eq!(
+            (flagged.reason, flagged.previous_rating),
+            (R::Flagged, Q::Green)
+        );
+        assert!(
+            QualityAlert::next(Some(flagged), Some(Q::Green), Q::Green, Some("FLAGGED"), t1)
+                .is_some()
+        );
+        assert_eq!(
+            QualityAlert::next(
+                Some(flagged),
+                Some(Q::Green),
+                Q::Green,
+                Some("CONNECTED"),
+                t1
+            ),
+            None
+        );
+        let banned =
+            QualityAlert::next(Some(raised), Some(Q::Yellow), Q::Yellow, Some("BANNED"), t1)
+                .unwrap();
+        assert_eq!((banned.reason, banned.since), (R::Banned, t0));
+    }
 
     fn facts(platform_type: &str) -> NumberFacts<'static> {
         NumberFacts {
@@ -253,6 +402,8 @@ pub struct PhoneNumberFilter {
     pub platform_type: Option<PlatformType>,
     pub quality_rating: Option<QualityRating>,
     pub has_inbound_agent: Option<bool>,
+    /// Numbers with (`true`) or without (`false`) a quality alert.
+    pub quality_alert: Option<bool>,
     pub search: Option<Search>,
     pub include_removed: bool,
     pub whatsapp_account_id: Option<super::AccountId>,

@@ -270,6 +270,31 @@ impl QualityRating {
     }
 }
 
+text_enum! {
+    /// Why a number carries a quality alert: its rating dropped (`quality_dropped`), or Meta's
+    /// status of it turned `flagged`, `restricted`, `banned` or `disconnected`.
+    "quality alert reason" pub enum QualityAlertReason {
+        QualityDropped = "quality_dropped",
+        Flagged = "flagged",
+        Restricted = "restricted",
+        Banned = "banned",
+        Disconnected = "disconnected",
+    }
+}
+
+impl QualityAlertReason {
+    /// The alert Meta's status of a number calls for, if any.
+    pub fn of_status(status: Option<&str>) -> Option<Self> {
+        match status?.trim().to_ascii_uppercase().as_str() {
+            "FLAGGED" => Some(QualityAlertReason::Flagged),
+            "RESTRICTED" => Some(QualityAlertReason::Restricted),
+            "BANNED" => Some(QualityAlertReason::Banned),
+            "DISCONNECTED" => Some(QualityAlertReason::Disconnected),
+            _ => None,
+        }
+    }
+}
+
 /// Meta's platform type of a number: an open set, since Meta may add values. Only `CLOUD_API`
 /// numbers can answer inbound messages or send.
 #[derive(

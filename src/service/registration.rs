@@ -172,7 +172,7 @@ async fn register_claimed(
                         let current =
                             numbers::get(conn, &ws, claim_number.id)?.unwrap_or(claim_number);
                         let mut fields = match &reread {
-                            Ok(meta) => meta_fields(meta, Some(&current)),
+                            Ok(meta) => meta_fields(meta, Some(&current), now),
                             Err(_) => MetaFields::of(&current),
                         };
                         // Meta said yes: the number is on the Cloud API even if a read lags behind.

@@ -2,6 +2,7 @@
 //! updated (quality changes recorded), missing ones marked removed. One account's failure never
 //! touches another's.
 
+use crate::domain::phone_number::QualityAlert;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -161,8 +162,13 @@ impl std::ops::AddAssign for SyncCounts {
     }
 }
 
-/// The stored form of what Meta says; `previous` supplies what Meta left out.
-pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) -> MetaFields {
+/// The stored form of what Meta says at `now`; `previous` supplies what Meta left out, and the
+/// rating and alert the number had.
+pub fn meta_fields(
+    meta: &MetaPhoneNumber,
+    previous: Option<&PhoneNumberRow>,
+    now: NaiveDateTime,
+) -> MetaFields {
     let quality_rating = match (&meta.quality_rating, previous) {
         (None, Some(p)) => p.quality_rating,
         (rating, _) => rating
@@ -172,7 +178,16 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
     let keep = |new: &Option<String>, old: Option<&Option<String>>| {
         new.clone().or_else(|| old.cloned().flatten())
     };
+    let status = keep(&meta.status, previous.map(|p| &p.status));
+    let quality_alert = QualityAlert::next(
+        previous.and_then(|p| p.quality_alert),
+        previous.map(|p| p.quality_rating),
+        quality_rating,
+        status.as_deref(),
+        now,
+    );
     MetaFields {
+        quality_alert,
         display_phone_number: meta.display_phone_number.clone(),
         display_digits: digits(&meta.display_phone_number),
         verified_name: keep(&meta.verified_name, previous.map(|p| &p.verified_name)),
@@ -190,7 +205,7 @@ pub fn meta_fields(meta: &MetaPhoneNumber, previous: Option<&PhoneNumberRow>) ->
             .unwrap_or(PlatformType::NotApplicable),
         quality_rating,
         quality_rank: quality_rating.rank().to_owned(),
-        status: keep(&meta.status, previous.map(|p| &p.status)),
+        status,
         code_verification_status: keep(
             &meta.code_verification_status,
             previous.map(|p| &p.code_verification_status),
@@ -220,7 +235,13 @@ pub fn apply_to_row(
         return Ok(());
     }
     numbers::update_from_meta(conn, row.id, account_id, fields, now)?;
-    if row.quality_rating != fields.quality_rating {
+    // Raising and clearing a quality alert are recorded with the rating changes.
+    let alert = match (&row.quality_alert, &fields.quality_alert) {
+        (None, Some(raised)) => Some(format!("quality_alert_raised:{}", raised.reason)),
+        (Some(_), None) => Some("quality_alert_cleared".to_owned()),
+        _ => None,
+    };
+    if row.quality_rating != fields.quality_rating || alert.is_some() {
         registration::insert_quality_event(
             conn,
             &QualityEventRow {
@@ -230,7 +251,7 @@ pub fn apply_to_row(
                 old_rating: Some(row.quality_rating),
                 new_rating: fields.quality_rating,
                 source,
-                event: None,
+                event: alert,
                 created_at: now,
             },
         )?;
@@ -512,7 +533,7 @@ fn plan(
             }
             Some(row) => {
                 kept.insert(row.id);
-                let fields = meta_fields(meta, Some(row));
+                let fields = meta_fields(meta, Some(row), now);
                 if is_changed(row, account.id, &fields) {
                     counts.updated += 1;
                     changes.push(Change::Update {
@@ -528,7 +549,7 @@ fn plan(
                     counts.updated += 1;
                     changes.push(Change::Update {
                         row: Box::new(row.clone()),
-                        fields: Box::new(meta_fields(meta, Some(row))),
+                        fields: Box::new(meta_fields(meta, Some(row), now)),
                         meta_id: Some(meta.id.clone()),
                     });
                 }
@@ -602,7 +623,7 @@ fn claim_on(row: &PhoneNumberRow, account: &AccountRow) -> u8 {
 }
 
 fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> PhoneNumberRow {
-    let f = meta_fields(meta, None);
+    let f = meta_fields(meta, None, now);
     PhoneNumberRow {
         id: PhoneNumberId::random(),
         workspace_id: account.workspace_id.clone(),
@@ -634,6 +655,7 @@ fn new_row(account: &AccountRow, meta: &MetaPhoneNumber, now: NaiveDateTime) -> 
         removed_at: None,
         created_at: now,
         updated_at: now,
+        quality_alert: f.quality_alert,
     }
 }
 

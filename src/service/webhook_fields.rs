@@ -131,14 +131,15 @@ async fn number_update(
                 let Some(current) = numbers::get(conn, &ws, id)? else {
                     return Ok::<_, ServiceError>(());
                 };
-                let fields = meta_fields(&meta, Some(&current));
+                let now = db::now();
+                let fields = meta_fields(&meta, Some(&current), now);
                 apply_to_row(
                     conn,
                     &current,
                     account_id,
                     &fields,
                     QualityEventSource::Webhook,
-                    db::now(),
+                    now,
                 )
             })
         })

@@ -383,6 +383,7 @@ impl TestApp {
             removed_at: seed.removed.then_some(now),
             created_at: now,
             updated_at: now,
+            quality_alert: None,
         };
         self.state
             .db

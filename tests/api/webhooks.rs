@@ -1293,3 +1293,99 @@ async fn finished_jobs_are_kept_while_meta_may_redeliver_then_cleared_and_dead_o
         .unwrap();
     assert_eq!(keys, ["old-dead", "recent-done"]);
 }
+
+#[tokio::test]
+async fn a_quality_drop_raises_an_alert_the_table_filters_on_and_recovery_clears_it() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let (other, _) = live_number(&app, "ws-a", "+1 555-0199").await;
+    let waba = waba_of(&app, &number);
+    let token = app.editor("ws-a");
+    let meta_says = |rating: &str| {
+        json!({"id": meta_id, "display_phone_number": "+1 555-0100", "verified_name": "Jaspers Market",
+               "quality_rating": rating, "platform_type": "CLOUD_API", "status": "CONNECTED",
+               "throughput": {"level": "STANDARD"}})
+    };
+    let update = |time: i64| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "time": time, "changes": [{
+            "field": "phone_number_quality_update",
+            "value": {"display_phone_number": "15550100", "event": "THROUGHPUT_UPGRADE"}}]}]})
+    };
+    let reread = Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{meta_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(meta_says("RED")))
+        .mount_as_scoped(&meta)
+        .await;
+    deliver(&app, &update(1)).await;
+    wait_for_idle_queue(&app).await;
+    drop(reread);
+    let now = app
+        .get_json(&format!("/api/v1/phone-numbers/{number}"), &token)
+        .await;
+    assert_eq!(now["quality_rating"], "RED");
+    assert_eq!(now["quality_alert"]["reason"], "quality_dropped");
+    assert_eq!(now["quality_alert"]["previous_rating"], "GREEN");
+    let alerted = app
+        .get_json("/api/v1/phone-numbers?quality_alert=true", &token)
+        .await;
+    let ids: Vec<&str> = alerted["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [number.as_str()]);
+    let calm = app
+        .get_json("/api/v1/phone-numbers?quality_alert=false", &token)
+        .await;
+    assert_eq!(calm["data"][0]["id"], json!(other));
+    assert_eq!(calm["data"][0]["quality_alert"], Value::Null);
+    // Yellow is better, but not yet what it was: the alert stays. Green clears it.
+    for (time, rating) in [(2, "YELLOW"), (3, "GREEN")] {
+        let reread = Mock::given(method("GET"))
+            .and(path(format!("/v25.0/{meta_id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(meta_says(rating)))
+            .mount_as_scoped(&meta)
+            .await;
+        deliver(&app, &update(time)).await;
+        wait_for_idle_queue(&app).await;
+        drop(reread);
+        let now = app
+            .get_json(&format!("/api/v1/phone-numbers/{number}"), &token)
+            .await;
+        assert_eq!(
+            now["quality_alert"].is_null(),
+            rating == "GREEN",
+            "{rating}: {now}"
+        );
+    }
+    let events = app
+        .get_json(
+            &format!("/api/v1/phone-numbers/{number}/quality-events"),
+            &token,
+        )
+        .await;
+    let events: Vec<(String, Value)> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["new_rating"].as_str().unwrap().to_owned(),
+                e["event"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("GREEN".to_owned(), json!("quality_alert_cleared")),
+            ("YELLOW".to_owned(), Value::Null),
+            (
+                "RED".to_owned(),
+                json!("quality_alert_raised:quality_dropped")
+            ),
+        ]
+    );
+}

@@ -60,7 +60,7 @@ const COLUMNS: &str = "p.id, p.meta_phone_number_id, p.display_phone_number, p.v
     p.messaging_limit, p.throughput_level, p.account_mode, p.is_on_biz_app, p.inbound_agent_id, \
     a.name, p.registration_state, p.registration_last_error, p.registration_last_error_code, \
     p.registration_last_attempt_at, p.whatsapp_account_id, p.last_synced_at, p.removed_at, \
-    p.created_at, p.updated_at, p.display_digits";
+    p.created_at, p.updated_at, p.display_digits, p.quality_alert";
 
 /// `2026-11-26 12:00:00.123` as RFC 3339 in UTC.
 fn time(value: Option<String>) -> Option<String> {
@@ -85,6 +85,7 @@ struct Raw {
     account: String,
     created_at: String,
     digits: String,
+    alert: Option<String>,
 }
 
 fn raw(row: &Row) -> rusqlite::Result<Raw> {
@@ -114,6 +115,7 @@ fn raw(row: &Row) -> rusqlite::Result<Raw> {
         account: row.get(19)?,
         created_at: row.get(22)?,
         digits: row.get(24)?,
+        alert: row.get(25)?,
     })
 }
 
@@ -145,6 +147,7 @@ struct Item {
     verified_name: Option<String>,
     platform_type: String,
     quality_rating: String,
+    quality_alert: Option<Alert>,
     status: Option<String>,
     code_verification_status: Option<String>,
     name_status: Option<String>,
@@ -162,6 +165,13 @@ struct Item {
     removed_at: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Alert {
+    since: String,
+    reason: String,
+    previous_rating: String,
 }
 
 #[derive(Serialize)]
@@ -211,6 +221,10 @@ fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
         verified_name: r.name,
         platform_type: r.platform,
         quality_rating: r.quality,
+        quality_alert: r.alert.and_then(|a| serde_json::from_str::<Alert>(&a).ok()).map(|a| Alert {
+            since: format!("{}Z", a.since),
+            ..a
+        }),
         status,
         code_verification_status: code_status,
         name_status,
