@@ -67,6 +67,11 @@ const TEXT_PARAMETERS: &[(&str, &str, &TextRule)] = &[
     ),
     ("list_phone_numbers", "q", &text::SEARCH),
     ("list_agents", "q", &text::SEARCH),
+    (
+        "register_phone_number",
+        "Idempotency-Key",
+        &text::IDEMPOTENCY_KEY,
+    ),
 ];
 
 /// The lists and how they are ordered (which decides their cursors' grammar).

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod contract;
 pub mod conversations;
 pub mod health;
+pub mod idempotency;
 pub mod me;
 pub mod openapi;
 pub mod phone_numbers;

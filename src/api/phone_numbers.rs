@@ -1,6 +1,6 @@
 //! `/api/v1/phone-numbers`: the table, one number, and its inbound agent.
 
-use actix_web::{get, post, put, web, HttpResponse};
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -203,14 +203,18 @@ pub struct HistoryQuery {
     tag = "phone-numbers",
     operation_id = "register_phone_number",
     context_path = "/api/v1",
-    params(("id" = PhoneNumberId, Path, description = "Our id of the number")),
+    params(
+        ("id" = PhoneNumberId, Path, description = "Our id of the number"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Any key of the client's making (a UUID): the same key for the same number answers what the first click answered, and Meta is called once; the same key for another request is `idempotency_key_reused`"),
+    ),
     responses(
         (status = 200, description = "Registered: `platform_type` is `CLOUD_API`, `registration.state` is `registered`", body = PhoneNumber),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`phone_number_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`registration_in_progress`, `already_registered` (also coexistence numbers), `number_removed` or `account_needs_reconnect`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`registration_in_progress`, `already_registered` (also coexistence numbers), `number_removed`, `account_needs_reconnect`, or `idempotency_key_in_progress` (the first request with this key has not answered yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`registration_limit_reached`: wait `retry_after_seconds`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`meta_error`: Meta refused; `retryable`, `meta_error.code` and the detail say what to do", body = Problem, content_type = "application/problem+json"),
     ),
@@ -219,21 +223,25 @@ pub struct HistoryQuery {
 #[post("/phone-numbers/{id}/register")]
 pub async fn register_phone_number(
     state: web::Data<AppState>,
+    request: HttpRequest,
     Editor(caller): Editor,
     id: web::Path<PhoneNumberId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    match registration::register(&state, &caller, id).await {
-        Ok(record) => Ok(HttpResponse::Ok().json(PhoneNumber::from(record))),
-        Err(err) => {
-            let err = ApiError::Service(err);
-            let mut problem = err.problem();
-            if let Ok(number) = service::get(&state.db, &caller.workspace_id, id).await {
-                problem.phone_number = Some(Box::new(number.into()));
+    let work = async {
+        match registration::register(&state, &caller, id).await {
+            Ok(record) => HttpResponse::Ok().json(PhoneNumber::from(record)),
+            Err(err) => {
+                let err = ApiError::Service(err);
+                let mut problem = err.problem();
+                if let Ok(number) = service::get(&state.db, &caller.workspace_id, id).await {
+                    problem.phone_number = Some(Box::new(number.into()));
+                }
+                err.response_with(problem)
             }
-            Ok(err.response_with(problem))
         }
-    }
+    };
+    super::idempotency::once(&state, &request, &caller, "register", b"", work).await
 }
 
 /// The number's registration ledger: every register call made to Meta, newest first.

@@ -24,6 +24,8 @@ text_enum! {
         AccountNotFound = "account_not_found",
         ConversationNotFound = "conversation_not_found",
         InvalidSignature = "invalid_signature",
+        IdempotencyKeyReused = "idempotency_key_reused",
+        IdempotencyKeyInProgress = "idempotency_key_in_progress",
         NumberNotCloudApi = "number_not_cloud_api",
         NumberRemoved = "number_removed",
         AgentNameTaken = "agent_name_taken",
@@ -105,6 +107,8 @@ impl ApiError {
                 S::AgentNotFound => C::AgentNotFound,
                 S::AccountNotFound => C::AccountNotFound,
                 S::ConversationNotFound => C::ConversationNotFound,
+                S::IdempotencyKeyReused => C::IdempotencyKeyReused,
+                S::IdempotencyKeyInProgress => C::IdempotencyKeyInProgress,
                 S::NotCloudApi { .. } => C::NumberNotCloudApi,
                 S::NumberRemoved { .. } => C::NumberRemoved,
                 S::AgentNameTaken { .. } => C::AgentNameTaken,
@@ -189,8 +193,11 @@ impl ResponseError for ApiError {
             | C::AlreadyRegistered
             | C::AccountNeedsReconnect
             | C::AccountConnectedElsewhere
-            | C::SyncInProgress => StatusCode::CONFLICT,
-            C::SignupCodeInvalid | C::MetaPermissionMissing => StatusCode::UNPROCESSABLE_ENTITY,
+            | C::SyncInProgress
+            | C::IdempotencyKeyInProgress => StatusCode::CONFLICT,
+            C::SignupCodeInvalid | C::MetaPermissionMissing | C::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             C::RegistrationLimitReached | C::WabaCallBudgetSpent => StatusCode::TOO_MANY_REQUESTS,
             C::MetaError => StatusCode::BAD_GATEWAY,
             C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod audit;
 pub mod conversations;
 pub mod graph_calls;
+pub mod idempotency;
 pub mod models;
 pub mod phone_numbers;
 pub mod registration;

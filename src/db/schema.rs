@@ -151,6 +151,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     customers,
     conversations,
     messages,
+    idempotency_keys,
 );
 
 diesel::table! {
@@ -216,5 +217,17 @@ diesel::table! {
         meta_timestamp -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (workspace_id, operation, idempotency_key) {
+        workspace_id -> Text,
+        operation -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        response_status -> Nullable<BigInt>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }

@@ -124,6 +124,9 @@ impl TextRule {
                 "must be upper-case letters and underscores, as Meta writes it"
             }
             Some(META_ID_PATTERN) => "must be the id Meta gave (letters, digits, `_` and `-`)",
+            Some(IDEMPOTENCY_KEY_PATTERN) => {
+                "must be visible ASCII without spaces (a UUID will do)"
+            }
             Some(WHATSAPP_USER_PATTERN) => {
                 "must be an E.164 phone number (+15551234567) or a business-scoped user id \
                  (US.13491208655302741918)"
@@ -174,6 +177,10 @@ pub static PLATFORM_TYPE_FILTER: TextRule =
 pub const WHATSAPP_USER_PATTERN: &str = r"^(\+?[1-9][0-9]{5,14}|[A-Z]{2}\.[A-Za-z0-9]{1,128})$";
 pub static SANDBOX_FROM: TextRule = TextRule::new("from", Some(WHATSAPP_USER_PATTERN), 6, 131);
 pub static SANDBOX_TEXT: TextRule = TextRule::new("text", Some(NOT_BLANK_TEXT_PATTERN), 1, 4096);
+/// The `Idempotency-Key` header: visible ASCII a client makes up (a UUID, say), as HTTP carries it.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
+pub static IDEMPOTENCY_KEY: TextRule =
+    TextRule::new("Idempotency-Key", Some(IDEMPOTENCY_KEY_PATTERN), 1, 255);
 pub static SEARCH: TextRule = TextRule::new("q", Some(SEARCH_PATTERN), 0, 200);
 
 #[cfg(test)]

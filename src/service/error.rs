@@ -23,6 +23,12 @@ pub enum ServiceError {
     AccountNotFound,
     #[error("No conversation with that id exists in your workspace.")]
     ConversationNotFound,
+    /// The Idempotency-Key was used before for another request.
+    #[error("This Idempotency-Key was used for another request; use a new key for a new request.")]
+    IdempotencyKeyReused,
+    /// The request holding the Idempotency-Key has not answered yet.
+    #[error("A request with this Idempotency-Key is still running; try again in a moment for its answer.")]
+    IdempotencyKeyInProgress,
     /// Only numbers fully on the Cloud API can answer inbound messages or send outbound ones.
     #[error("{}", RuleError::NotCloudApi { display: display.clone(), platform_type: platform_type.clone() })]
     NotCloudApi {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod budget;
 pub mod conversations;
 pub mod error;
+pub mod idempotency;
 pub mod inbound;
 pub mod phone_numbers;
 pub mod registration;

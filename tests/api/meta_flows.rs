@@ -2091,3 +2091,109 @@ async fn a_sync_uses_the_last_calls_of_the_budget_one_at_a_time() {
         .await;
     assert_problem(response, 429, "waba_call_budget_spent").await;
 }
+
+async fn register_with_key(app: &TestApp, token: &str, id: &str, key: &str) -> reqwest::Response {
+    app.client
+        .post(format!(
+            "{}/api/v1/phone-numbers/{id}/register",
+            app.address
+        ))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_meta_is_called_once() {
+    let server = MockServer::start().await;
+    let (app, token, id) = app_with_number(&server, "7101", "NOT_APPLICABLE").await;
+    mount_register(&server, "7101", ok(), None).await;
+    mount_reread(&server, "7101", "+1 555-000-7101").await;
+    let first = register_with_key(&app, &token, &id, "click-1").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["idempotent-replayed"], "false");
+    let first: Value = first.json().await.unwrap();
+    // The same key again: the same answer, not `already_registered`, and no call to Meta.
+    let again = register_with_key(&app, &token, &id, "click-1").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(register_calls(&server, "7101").await.len(), 1);
+    // Another key asks again: this time the answer is that it is registered.
+    assert_problem(
+        register_with_key(&app, &token, &id, "click-2").await,
+        409,
+        "already_registered",
+    )
+    .await;
+    // The same key for another request is refused, and changes nothing.
+    let other = app
+        .seed_number(
+            "ws",
+            crate::helpers::NumberSeed {
+                display: "+1 555-000-7102",
+                platform_type: "NOT_APPLICABLE",
+                ..Default::default()
+            },
+        )
+        .await;
+    let reused = register_with_key(&app, &token, &other, "click-1").await;
+    assert_problem(reused, 422, "idempotency_key_reused").await;
+    // Keys belong to a workspace: another workspace's same key is its own.
+    let stranger = app.editor("ws-other");
+    assert_problem(
+        register_with_key(&app, &stranger, &id, "click-1").await,
+        404,
+        "phone_number_not_found",
+    )
+    .await;
+    // An unusable key is 400.
+    let bad = register_with_key(&app, &token, &id, &"k".repeat(300)).await;
+    assert_problem(bad, 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn concurrent_clicks_with_one_key_make_one_call_and_get_one_answer() {
+    let server = MockServer::start().await;
+    let (app, token, id) = app_with_number(&server, "7201", "NOT_APPLICABLE").await;
+    mount_register(
+        &server,
+        "7201",
+        ok().set_delay(std::time::Duration::from_millis(300)),
+        None,
+    )
+    .await;
+    mount_reread(&server, "7201", "+1 555-000-7201").await;
+    let clicks: Vec<_> = (0..4)
+        .map(|_| {
+            let request = app
+                .client
+                .post(format!(
+                    "{}/api/v1/phone-numbers/{id}/register",
+                    app.address
+                ))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", "double-click");
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for click in clicks {
+        let response = click.await.unwrap().unwrap();
+        let status = response.status().as_u16();
+        if status == 409 {
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["code"], "idempotency_key_in_progress");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 409, 409, 409]);
+    assert_eq!(register_calls(&server, "7201").await.len(), 1);
+    // Once answered, the key replays the answer.
+    let later = register_with_key(&app, &token, &id, "double-click").await;
+    assert_eq!(later.status(), 200);
+    assert_eq!(later.headers()["idempotent-replayed"], "true");
+}
