@@ -237,6 +237,10 @@ export function registerErrorToast(code: CodeOf<"register_phone_number">): strin
       return "Meta refused; see the details.";
     case "phone_number_not_found":
       return "This number no longer exists.";
+    case "idempotency_key_in_progress":
+      return "Your first click is still registering; wait a moment.";
+    case "idempotency_key_reused":
+      return "Something went wrong; reload and try again.";
     case "validation_failed":
     case "unauthorized":
     case "forbidden":
