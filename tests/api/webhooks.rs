@@ -1092,7 +1092,26 @@ async fn one_customers_messages_are_answered_in_the_order_they_came() {
     assert_eq!(order, ["1", "2", "3", "4"]);
 }
 
-/// A webhook agent at `hook` answering whatever `answer` says; returns the agent's id.
+/// An app (agents may call loopback) whose number of `ws-a` is answered by a webhook agent at a
+/// server answering `answer`; Meta takes sends. Returns the app, Meta, the hook and Meta's id.
+async fn app_with_hook_agent(
+    answer: ResponseTemplate,
+) -> (TestApp, MockServer, MockServer, String) {
+    let meta = MockServer::start().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(answer)
+        .mount(&hook)
+        .await;
+    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    meta_sends(&meta, &meta_id).await;
+    webhook_agent(&app, "ws-a", &number, &hook).await;
+    (app, meta, hook, meta_id)
+}
+
+/// A webhook agent at `hook` answering `number`'s messages.
 async fn webhook_agent(app: &TestApp, workspace: &str, number: &str, hook: &MockServer) {
     let token = app.editor(workspace);
     let body = json!({"name": "Hook", "responder": {"kind": "webhook", "webhook": {
@@ -1113,18 +1132,9 @@ async fn webhook_agent(app: &TestApp, workspace: &str, number: &str, hook: &Mock
 
 #[tokio::test]
 async fn an_answer_longer_than_meta_takes_goes_out_in_parts_each_once() {
-    let meta = MockServer::start().await;
-    let hook = MockServer::start().await;
     let long = format!("{}\n\n{}", "a".repeat(3000), "b".repeat(3000));
-    Mock::given(method("POST"))
-        .and(path("/hook"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": long})))
-        .mount(&hook)
-        .await;
-    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    meta_sends(&meta, &meta_id).await;
-    webhook_agent(&app, "ws-a", &number, &hook).await;
+    let (app, meta, _hook, meta_id) =
+        app_with_hook_agent(ResponseTemplate::new(200).set_body_json(json!({"text": long}))).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.L1", "15551234567", "tell me everything"),
@@ -1147,17 +1157,7 @@ async fn an_answer_longer_than_meta_takes_goes_out_in_parts_each_once() {
 
 #[tokio::test]
 async fn a_failing_agent_is_retried_then_the_message_is_recorded_as_not_answered() {
-    let meta = MockServer::start().await;
-    let hook = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hook"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&hook)
-        .await;
-    let app = spawn_app_with_meta_and(&meta, |s| s.agent_url_allow_private = true).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    meta_sends(&meta, &meta_id).await;
-    webhook_agent(&app, "ws-a", &number, &hook).await;
+    let (app, meta, hook, meta_id) = app_with_hook_agent(ResponseTemplate::new(500)).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.F1", "15551234567", "hello"),
