@@ -39,6 +39,25 @@ impl Metrics {
         self.webhook_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The webhook queue's jobs by state, as a gauge (every state, 0 where none).
+    pub fn render_jobs(counts: &[(crate::domain::JobState, i64)]) -> String {
+        let mut out = String::from(
+            "# HELP whatsapp_numbers_webhook_jobs Webhook jobs in the queue by state (done ones are cleared after 8 days).\n\
+             # TYPE whatsapp_numbers_webhook_jobs gauge\n",
+        );
+        for state in crate::domain::JobState::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(
+                out,
+                "whatsapp_numbers_webhook_jobs{{state=\"{state}\"}} {n}"
+            );
+        }
+        out
+    }
+
     fn meta_call(&self, operation: &'static str, outcome: &'static str) {
         if let Ok(mut calls) = self.meta_calls.lock() {
             *calls.entry((operation, outcome)).or_default() += 1;

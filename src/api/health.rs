@@ -60,7 +60,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }))
 }
 
-/// Prometheus counters: HTTP responses by status class, SQL statements, calls to Meta by operation and outcome.
+/// Prometheus counters: HTTP responses by status class, SQL statements, calls to Meta by operation
+/// and outcome, webhook jobs taken and refused; and the webhook queue's jobs by state (left out
+/// when the database cannot say).
 #[utoipa::path(
     tag = "operations",
     operation_id = "metrics",
@@ -68,7 +70,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut body = state.metrics.render(state.db.queries_executed());
+    if let Ok(counts) = crate::service::inbound::job_counts(&state).await {
+        body.push_str(&crate::metrics::Metrics::render_jobs(&counts));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.db.queries_executed()))
+        .body(body)
 }

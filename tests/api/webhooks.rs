@@ -962,6 +962,28 @@ async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_works
     assert_eq!(done["data"], json!([]));
     let bad = app.get("/api/v1/webhook-jobs?state=buried", &token).await;
     assert_problem(bad, 400, "validation_failed").await;
+    // Operators see the queue in /metrics.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("whatsapp_numbers_webhook_jobs{state=\"dead\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("whatsapp_numbers_webhook_jobs{state=\"queued\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("whatsapp_numbers_webhook_jobs_total 1"),
+        "{metrics}"
+    );
 }
 
 /// The WABA id of the number's account.
