@@ -221,6 +221,18 @@ pub fn answer_part(
         .optional()
 }
 
+/// A message's new status, its error (cleared when `None`), and when it happened (kept when
+/// `None`).
+#[derive(AsChangeset)]
+#[diesel(table_name = messages)]
+struct StatusChange<'a> {
+    status: MessageStatus,
+    error_code: Option<Option<i64>>,
+    error_message: Option<Option<&'a str>>,
+    meta_timestamp: Option<NaiveDateTime>,
+    updated_at: NaiveDateTime,
+}
+
 /// Sets a message's status and error.
 pub fn set_status(
     conn: &mut DbConnection,
@@ -229,14 +241,7 @@ pub fn set_status(
     error: Option<(Option<i64>, &str)>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(messages::table.filter(messages::id.eq(id)))
-        .set((
-            messages::status.eq(status),
-            messages::error_code.eq(error.and_then(|(code, _)| code)),
-            messages::error_message.eq(error.map(|(_, message)| message)),
-            messages::updated_at.eq(now),
-        ))
-        .execute(conn)
+    set_delivery(conn, id, status, error, None, now)
 }
 
 /// Records that Meta accepted an outbound message (its `wamid`), unless a status already moved it on.
@@ -259,7 +264,7 @@ pub fn set_sent(
     .execute(conn)
 }
 
-/// Applies one of Meta's statuses to an outbound message.
+/// Applies one of Meta's statuses to an outbound message, at `at` when Meta says when.
 pub fn set_delivery(
     conn: &mut DbConnection,
     id: MessageId,
@@ -269,13 +274,13 @@ pub fn set_delivery(
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(messages::table.filter(messages::id.eq(id)))
-        .set((
-            messages::status.eq(status),
-            messages::error_code.eq(error.and_then(|(code, _)| code)),
-            messages::error_message.eq(error.map(|(_, message)| message)),
-            messages::meta_timestamp.eq(at),
-            messages::updated_at.eq(now),
-        ))
+        .set(StatusChange {
+            status,
+            error_code: Some(error.and_then(|(code, _)| code)),
+            error_message: Some(error.map(|(_, message)| message)),
+            meta_timestamp: at,
+            updated_at: now,
+        })
         .execute(conn)
 }
 

@@ -33,6 +33,22 @@ async fn live_number(app: &TestApp, workspace: &str, display: &str) -> (String, 
     (id, number["phone_number_id"].as_str().unwrap().to_owned())
 }
 
+/// Creates the agent `body` describes and assigns it to `number`; returns its id.
+async fn agent_on(app: &TestApp, token: &str, number: &str, body: Value) -> String {
+    let response = app
+        .request(Method::POST, "/api/v1/agents", Some(token), Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+    let agent: Value = response.json().await.unwrap();
+    assert_eq!(
+        app.assign(token, number, agent["id"].clone())
+            .await
+            .status(),
+        200
+    );
+    agent["id"].as_str().unwrap().to_owned()
+}
+
 /// An FAQ agent answering `number`'s messages.
 async fn faq_agent(app: &TestApp, workspace: &str, number: &str) -> String {
     let token = app.editor(workspace);
@@ -634,17 +650,7 @@ async fn an_openai_agent_answers_with_the_conversation_as_history() {
     let body = json!({"name": "Bot", "responder": {"kind": "openai", "openai": {
         "base_url": format!("{}/v1", chat.uri()), "model": "local-model", "api_key": "sk-local-key",
         "system_prompt": "Be brief.", "history_messages": 10}}});
-    let response = app
-        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
-        .await;
-    assert_eq!(response.status(), 201);
-    let agent: Value = response.json().await.unwrap();
-    assert_eq!(
-        app.assign(&token, &number, agent["id"].clone())
-            .await
-            .status(),
-        200
-    );
+    agent_on(&app, &token, &number, body).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.O1", "15551234567", "hello"),
@@ -703,18 +709,7 @@ async fn a_webhook_agent_gets_a_signed_call_and_its_answer_is_sent() {
     let token = app.editor("ws-a");
     let body = json!({"name": "Hook", "responder": {"kind": "webhook", "webhook": {
         "url": format!("{}/hook", hook.uri()), "secret": "0123456789abcdef-secret"}}});
-    let agent: Value = app
-        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        app.assign(&token, &number, agent["id"].clone())
-            .await
-            .status(),
-        200
-    );
+    agent_on(&app, &token, &number, body).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.H1", "15551234567", "ping"),
@@ -1048,18 +1043,7 @@ async fn one_customers_messages_are_answered_in_the_order_they_came() {
     let body = json!({"name": "Counter", "responder": {"kind": "faq", "faq": {"entries": [
         {"keywords": ["one"], "answer": "1"}, {"keywords": ["two"], "answer": "2"},
         {"keywords": ["three"], "answer": "3"}, {"keywords": ["four"], "answer": "4"}]}}});
-    let agent: Value = app
-        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        app.assign(&token, &number, agent["id"].clone())
-            .await
-            .status(),
-        200
-    );
+    agent_on(&app, &token, &number, body).await;
     // Meta takes long over the first message's read receipt: a second worker would overtake the
     // first if it could.
     Mock::given(method("POST"))
@@ -1138,18 +1122,7 @@ async fn webhook_agent(app: &TestApp, workspace: &str, number: &str, hook: &Mock
     let token = app.editor(workspace);
     let body = json!({"name": "Hook", "responder": {"kind": "webhook", "webhook": {
         "url": format!("{}/hook", hook.uri()), "secret": "0123456789abcdef-secret"}}});
-    let agent: Value = app
-        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        app.assign(&token, number, agent["id"].clone())
-            .await
-            .status(),
-        200
-    );
+    agent_on(app, &token, number, body).await;
 }
 
 #[tokio::test]
@@ -1216,19 +1189,7 @@ async fn two_instances_on_one_database_answer_every_message_once_and_in_order() 
     let token = first.editor("ws-a");
     let body = json!({"name": "Echo", "responder": {"kind": "faq", "faq": {"entries": [
         {"keywords": ["first"], "answer": "1"}, {"keywords": ["second"], "answer": "2"}]}}});
-    let agent: Value = first
-        .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        first
-            .assign(&token, &number, agent["id"].clone())
-            .await
-            .status(),
-        200
-    );
+    agent_on(&first, &token, &number, body).await;
     meta_sends(&meta, &meta_id).await;
     // Ten customers write twice each; Meta delivers every message to both instances (a retry
     // landing on the other replica), concurrently.
