@@ -76,12 +76,13 @@ expect(assigned.inbound_agent?.id === agent.id, "the agent answers the number");
 const customer = `+1555${String(Date.now()).slice(-7)}`;
 await ok(api.playInbound({ phone_number_id: target.phone_number_id, from: customer, text: "your hours?" }), "play inbound");
 let answer: Message | undefined;
-for (let i = 0; i < 100 && answer === undefined; i++) {
+for (let i = 0; i < 300 && answer === undefined; i++) {
   const conversations = await ok(api.conversations(target.id), "conversations");
   const mine = conversations.data.find((c) => `+${c.customer.phone}` === customer);
   if (mine !== undefined) {
     const thread = await ok(api.messages(mine.id), "messages");
-    answer = thread.data.find((m) => m.direction === "outbound");
+    // The answer is stored as "sending" before Meta is called: wait until Meta has answered.
+    answer = thread.data.find((m) => m.direction === "outbound" && m.status !== "sending");
     thread.data.forEach((m) => expect(statusLine(m).length > 0, "every message renders"));
   }
   if (answer === undefined) await new Promise((r) => setTimeout(r, 50));
