@@ -1,16 +1,19 @@
 //! `/api/v1/agents`: the AI agents and their outbound number.
 
-use actix_web::{delete, get, patch, post, put, web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Editor, Reader};
+use super::conversations::Message;
 use super::types::{Agent, AgentList};
 use super::{ApiError, Problem};
 use crate::domain::agent::{CreateAgent, UpdateAgent};
+use crate::domain::outbound::SendMessage;
 use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::{AgentId, PhoneNumberId};
 use crate::service::agents as service;
+use crate::service::{outbound, ServiceError};
 use crate::state::AppState;
 
 /// Search and paging of agents.
@@ -231,4 +234,65 @@ pub async fn set_whatsapp_outbound_number(
     let number = body.into_inner().number_id;
     let record = service::set_outbound_number(&state.db, &caller, id.into_inner(), number).await?;
     Ok(web::Json(record.into()))
+}
+
+/// Send a WhatsApp message from the agent's outbound number.
+///
+/// `text` goes only to a customer whose 24-hour window on that number is open (they wrote in the
+/// last 24 hours); otherwise send an approved `template` (422 `outside_service_window`). `to` is
+/// an E.164 phone number or the customer's business-scoped user id; the message joins the
+/// customer's conversation. The answer is 202 with the message `queued`: it goes to Meta within
+/// the number's throughput and Meta's limit per recipient, and its status moves on as Meta reports
+/// it (read it in the conversation's messages).
+#[utoipa::path(
+    tag = "agents",
+    operation_id = "send_agent_message",
+    context_path = "/api/v1",
+    params(
+        ("id" = AgentId, Path, description = "The agent's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Any key of the client's making (a UUID): the same key and body answer what the first request answered, and the message is sent once; the same key for another request is `idempotency_key_reused`"),
+    ),
+    request_body = SendMessage,
+    responses(
+        (status = 202, description = "Queued: the message, `queued`", body = Message),
+        (status = 400, description = "`validation_failed`: `to`, `text` or `template` is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_outbound_number` (pick one first), `number_not_cloud_api` or `number_removed` (the outbound number can no longer send), or `idempotency_key_in_progress`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`outside_service_window`: the customer has not written in 24 hours, send a template; or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/agents/{id}/messages")]
+pub async fn send_agent_message(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    Editor(caller): Editor,
+    id: web::Path<AgentId>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let body = body.into_inner();
+    // serde_json writes object keys sorted: the same request hashes the same, however written.
+    let canonical = body.to_string();
+    let work = async {
+        let sent = async {
+            let input: SendMessage = serde_json::from_value(body)
+                .map_err(|e| ApiError::Validation(format!("the JSON body is invalid: {e}")))?;
+            let (to, content) = input.into_parts().map_err(ServiceError::from)?;
+            let row = outbound::send(&state, &caller, id, to, content).await?;
+            Ok::<_, ApiError>(HttpResponse::Accepted().json(Message::from(row)))
+        };
+        sent.await.unwrap_or_else(|err| err.error_response())
+    };
+    super::idempotency::once(
+        &state,
+        &request,
+        &caller,
+        "send_message",
+        canonical.as_bytes(),
+        work,
+    )
+    .await
 }

@@ -11,12 +11,21 @@
 use serde_json::{json, Map, Value};
 
 use super::ProblemCode;
+use crate::domain::outbound;
 use crate::domain::page::{CursorKind, MAX_LIMIT};
 use crate::domain::responder::{MAX_FAQ_ENTRIES, MAX_FAQ_KEYWORDS, MAX_HISTORY_MESSAGES};
 use crate::domain::text::{self, TextRule};
 
 /// `(schema, pointer to the property inside it, rule)`.
 const TEXT_FIELDS: &[(&str, &str, &TextRule)] = &[
+    ("SendMessage", "/properties/to", &text::MESSAGE_TO),
+    ("SendMessage", "/properties/text", &text::MESSAGE_TEXT),
+    ("TemplateInput", "/properties/name", &text::TEMPLATE_NAME),
+    (
+        "TemplateInput",
+        "/properties/language",
+        &text::TEMPLATE_LANGUAGE,
+    ),
     ("CreateAgent", "/properties/name", &text::AGENT_NAME),
     (
         "CreateAgent",
@@ -54,7 +63,7 @@ const TEXT_FIELDS: &[(&str, &str, &TextRule)] = &[
     (
         "InboundMessageInput",
         "/properties/text",
-        &text::SANDBOX_TEXT,
+        &text::MESSAGE_TEXT,
     ),
 ];
 
@@ -69,6 +78,11 @@ const TEXT_PARAMETERS: &[(&str, &str, &TextRule)] = &[
     ("list_agents", "q", &text::SEARCH),
     (
         "register_phone_number",
+        "Idempotency-Key",
+        &text::IDEMPOTENCY_KEY,
+    ),
+    (
+        "send_agent_message",
         "Idempotency-Key",
         &text::IDEMPOTENCY_KEY,
     ),
@@ -120,6 +134,7 @@ const RESPONSE_SCHEMAS: &[&str] = &[
     "Conversation",
     "ConversationList",
     "Message",
+    "MessageTemplate",
     "MessageError",
     "MessageList",
     "WebhookJob",
@@ -459,6 +474,17 @@ fn declare_input_rules(schemas: &mut Map<String, Value>) {
     if let Some(entry) = schemas.get_mut("FaqEntry") {
         entry["properties"]["keywords"]["minItems"] = json!(1);
         entry["properties"]["keywords"]["maxItems"] = json!(MAX_FAQ_KEYWORDS);
+    }
+    if let Some(send) = schemas.get_mut("SendMessage") {
+        // Exactly one of the two.
+        send["oneOf"] = json!([{"required": ["text"]}, {"required": ["template"]}]);
+    }
+    if let Some(template) = schemas.get_mut("TemplateInput") {
+        let mut kind = json!({"type": "string"});
+        apply_text_rule(&mut kind, &text::TEMPLATE_COMPONENT_TYPE);
+        template["properties"]["components"]["maxItems"] = json!(outbound::MAX_COMPONENTS);
+        template["properties"]["components"]["items"] =
+            json!({"type": "object", "required": ["type"], "properties": {"type": kind}});
     }
     if let Some(openai) = schemas.get_mut("OpenAiInput") {
         openai["properties"]["history_messages"]["maximum"] = json!(MAX_HISTORY_MESSAGES);

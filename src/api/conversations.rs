@@ -83,24 +83,35 @@ pub struct MessageError {
     pub message: String,
 }
 
-/// A message: what a customer wrote, or an agent's answer.
+/// The template an agent's message used.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageTemplate {
+    pub name: String,
+    pub language: String,
+    #[schema(value_type = Vec<Object>)]
+    pub components: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A message: what a customer wrote, an agent's answer, or a message an agent sent first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
     pub direction: MessageDirection,
-    /// Meta's id of the message (`wamid...`); null for an answer Meta has not accepted.
+    /// Meta's id of the message (`wamid...`); null for a message Meta has not accepted.
     pub wamid: Option<String>,
     /// Meta's message type: `text`, `image`, `interactive`, `system`, ...
     pub r#type: String,
     /// The text (a caption, a button's title); null for messages without one.
     pub text: Option<String>,
+    /// For a template message an agent sent: the template.
+    pub template: Option<MessageTemplate>,
     pub status: MessageStatus,
     /// For an answer: the customer's message it answers.
     pub reply_to_id: Option<MessageId>,
     /// For an answer longer than Meta takes in one message: which part (from 0).
     pub part: i64,
-    /// The agent that answered.
+    /// The agent that answered or sent it.
     pub agent_id: Option<AgentId>,
     pub error: Option<MessageError>,
     /// When the customer sent it (inbound), or the time of Meta's last status (outbound).
@@ -119,6 +130,18 @@ impl From<MessageRow> for Message {
             conversation_id: m.conversation_id,
             direction: m.direction,
             wamid: m.wamid,
+            template: match crate::domain::outbound::Content::from_stored(
+                &m.kind,
+                None,
+                m.template.as_deref(),
+            ) {
+                Some(crate::domain::outbound::Content::Template(t)) => Some(MessageTemplate {
+                    name: t.name,
+                    language: t.language,
+                    components: t.components,
+                }),
+                _ => None,
+            },
             r#type: m.kind,
             text: m.body,
             status: m.status,

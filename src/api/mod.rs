@@ -69,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(agents::update_agent)
             .service(agents::delete_agent)
             .service(agents::set_whatsapp_outbound_number)
+            .service(agents::send_agent_message)
             .service(audit::list_audit_events),
     );
 }

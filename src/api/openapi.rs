@@ -46,6 +46,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         agents::update_agent,
         agents::delete_agent,
         agents::set_whatsapp_outbound_number,
+        agents::send_agent_message,
         audit::list_audit_events,
         health::healthz,
         health::readyz,

@@ -28,6 +28,8 @@ text_enum! {
         IdempotencyKeyInProgress = "idempotency_key_in_progress",
         NumberNotCloudApi = "number_not_cloud_api",
         NumberRemoved = "number_removed",
+        NoOutboundNumber = "no_outbound_number",
+        OutsideServiceWindow = "outside_service_window",
         AgentNameTaken = "agent_name_taken",
         SecretRequired = "secret_required",
         RegistrationInProgress = "registration_in_progress",
@@ -111,6 +113,8 @@ impl ApiError {
                 S::IdempotencyKeyInProgress => C::IdempotencyKeyInProgress,
                 S::NotCloudApi { .. } => C::NumberNotCloudApi,
                 S::NumberRemoved { .. } => C::NumberRemoved,
+                S::NoOutboundNumber { .. } => C::NoOutboundNumber,
+                S::OutsideServiceWindow { .. } => C::OutsideServiceWindow,
                 S::AgentNameTaken { .. } => C::AgentNameTaken,
                 S::SecretRequired { .. } => C::SecretRequired,
                 S::RegistrationInProgress { .. } => C::RegistrationInProgress,
@@ -187,6 +191,7 @@ impl ResponseError for ApiError {
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::NumberNotCloudApi
             | C::NumberRemoved
+            | C::NoOutboundNumber
             | C::AgentNameTaken
             | C::SecretRequired
             | C::RegistrationInProgress
@@ -195,9 +200,10 @@ impl ResponseError for ApiError {
             | C::AccountConnectedElsewhere
             | C::SyncInProgress
             | C::IdempotencyKeyInProgress => StatusCode::CONFLICT,
-            C::SignupCodeInvalid | C::MetaPermissionMissing | C::IdempotencyKeyReused => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            C::SignupCodeInvalid
+            | C::MetaPermissionMissing
+            | C::IdempotencyKeyReused
+            | C::OutsideServiceWindow => StatusCode::UNPROCESSABLE_ENTITY,
             C::RegistrationLimitReached | C::WabaCallBudgetSpent => StatusCode::TOO_MANY_REQUESTS,
             C::MetaError => StatusCode::BAD_GATEWAY,
             C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -56,6 +56,8 @@ pub struct MessageRow {
     pub meta_timestamp: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// For a template message: its name, language and components (JSON).
+    pub template: Option<String>,
 }
 
 /// The workspace's customer with this BSUID, else with this phone number (the most recent).
@@ -392,4 +394,20 @@ pub fn list_messages(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)
+}
+
+pub fn message_by_id(conn: &mut DbConnection, id: MessageId) -> QueryResult<Option<MessageRow>> {
+    messages::table
+        .filter(messages::id.eq(id))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn customer_by_id(conn: &mut DbConnection, id: CustomerId) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .filter(customers::id.eq(id))
+        .select(CustomerRow::as_select())
+        .first(conn)
+        .optional()
 }

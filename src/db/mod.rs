@@ -17,6 +17,7 @@ pub mod models;
 pub mod phone_numbers;
 pub mod registration;
 pub mod schema;
+pub mod send_pacing;
 pub mod types;
 pub mod webhook_jobs;
 pub mod workspaces;

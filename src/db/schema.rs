@@ -217,6 +217,14 @@ diesel::table! {
         meta_timestamp -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        template -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    send_pacing (pace_key) {
+        pace_key -> Text,
+        tat -> BigInt,
     }
 }
 

@@ -241,11 +241,18 @@ pub fn bury(
     Ok(n == 1)
 }
 
-/// Hands a claimed job back untouched (shutting down): the next worker takes it at once.
-pub fn release(conn: &mut DbConnection, id: i64, owner: LeaseOwner) -> QueryResult<bool> {
+/// Hands a claimed job back without counting the attempt, to run again from `run_after` (it
+/// must wait for a rate limit, or the service is shutting down).
+pub fn postpone(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+    run_after: NaiveDateTime,
+) -> QueryResult<bool> {
     let n = diesel::update(held!(id, owner))
         .set((
             webhook_jobs::state.eq(JobState::Queued),
+            webhook_jobs::run_after.eq(run_after),
             webhook_jobs::lease_owner.eq(None::<LeaseOwner>),
             webhook_jobs::lease_until.eq(None::<NaiveDateTime>),
             webhook_jobs::attempts.eq(webhook_jobs::attempts - 1),

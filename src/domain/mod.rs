@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod ids;
+pub mod outbound;
 pub mod page;
 pub mod phone_number;
 pub mod registration;
@@ -40,6 +41,15 @@ macro_rules! serialize_as_derived {
     )+};
 }
 pub(crate) use serialize_as_derived;
+
+/// An optional field that may be left out but not sent as `null` (the document does not allow it).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
 
 /// Reads an optional whole number. JSON Schema's `integer` includes `64.0`, and so does this.
 pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>

@@ -77,6 +77,14 @@ impl NumberFacts<'_> {
         }
     }
 
+    /// How fast the number may send (reference §3, §8).
+    pub fn send_pace(&self) -> super::outbound::Pace {
+        super::outbound::Pace::per_second(super::outbound::messages_per_second(
+            self.is_on_biz_app,
+            self.throughput_level,
+        ))
+    }
+
     /// Checks that the number may be the inbound agent's number or an agent's outbound number.
     pub fn ensure_usable_for_agents(&self) -> Result<(), RuleError> {
         if self.removed {

@@ -127,6 +127,15 @@ impl TextRule {
             Some(IDEMPOTENCY_KEY_PATTERN) => {
                 "must be visible ASCII without spaces (a UUID will do)"
             }
+            Some(MESSAGE_TO_PATTERN) => {
+                "must be an E.164 phone number (`+`, the country code and the number, e.g. \
+                 +16505551234) or a business-scoped user id (US.13491208655302741918)"
+            }
+            Some(TEMPLATE_NAME_PATTERN) => {
+                "must be a template's name as Meta keeps it: lowercase letters, digits and \
+                 underscores"
+            }
+            Some(LANGUAGE_CODE_PATTERN) => "must be a language code such as `en` or `en_US`",
             Some(WHATSAPP_USER_PATTERN) => {
                 "must be an E.164 phone number (+15551234567) or a business-scoped user id \
                  (US.13491208655302741918)"
@@ -176,7 +185,28 @@ pub static PLATFORM_TYPE_FILTER: TextRule =
 /// `CC.` and up to 128 letters and digits).
 pub const WHATSAPP_USER_PATTERN: &str = r"^(\+?[1-9][0-9]{5,14}|[A-Z]{2}\.[A-Za-z0-9]{1,128})$";
 pub static SANDBOX_FROM: TextRule = TextRule::new("from", Some(WHATSAPP_USER_PATTERN), 6, 131);
-pub static SANDBOX_TEXT: TextRule = TextRule::new("text", Some(NOT_BLANK_TEXT_PATTERN), 1, 4096);
+/// A text message's body: Meta takes up to 4096 characters (reference §3).
+pub static MESSAGE_TEXT: TextRule = TextRule::new("text", Some(NOT_BLANK_TEXT_PATTERN), 1, 4096);
+/// Whom an agent's message goes to: `+`, the country code and the number (E.164), or a
+/// business-scoped user id (`CC.` and up to 128 letters and digits, a parent BSUID's part after).
+pub const MESSAGE_TO_PATTERN: &str =
+    r"^(\+[1-9][0-9]{7,14}|[A-Z]{2}\.[A-Za-z0-9]{1,128}(\.[A-Za-z0-9]{1,128})?)$";
+pub static MESSAGE_TO: TextRule = TextRule::new("to", Some(MESSAGE_TO_PATTERN), 4, 260);
+/// Meta's template names: lowercase letters, digits and underscores.
+pub const TEMPLATE_NAME_PATTERN: &str = r"^[a-z0-9_]+$";
+pub static TEMPLATE_NAME: TextRule =
+    TextRule::new("template.name", Some(TEMPLATE_NAME_PATTERN), 1, 512);
+/// The `type` of a template component: `header`, `body`, `button`, `carousel`, ...
+pub static TEMPLATE_COMPONENT_TYPE: TextRule = TextRule::new(
+    "template.components[].type",
+    Some(TEMPLATE_NAME_PATTERN),
+    1,
+    64,
+);
+/// A template's language code: `en`, `en_US`, `zh_HK`, `fil`, ...
+pub const LANGUAGE_CODE_PATTERN: &str = r"^[a-z]{2,3}(_[A-Za-z0-9]{2,4})?$";
+pub static TEMPLATE_LANGUAGE: TextRule =
+    TextRule::new("template.language", Some(LANGUAGE_CODE_PATTERN), 2, 8);
 /// The `Idempotency-Key` header: visible ASCII a client makes up (a UUID, say), as HTTP carries it.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
 pub static IDEMPOTENCY_KEY: TextRule =
@@ -201,6 +231,9 @@ mod tests {
             HTTP_URL_PATTERN,
             META_WORD_PATTERN,
             META_ID_PATTERN,
+            MESSAGE_TO_PATTERN,
+            TEMPLATE_NAME_PATTERN,
+            LANGUAGE_CODE_PATTERN,
         ] {
             Regex::new(pattern).unwrap();
         }

@@ -365,7 +365,7 @@ impl utoipa::PartialSchema for PlatformType {
 impl utoipa::ToSchema for PlatformType {}
 
 text_enum! {
-    /// What a webhook job holds: one part of one of Meta's deliveries.
+    /// What a job holds: one part of one of Meta's deliveries, or a message an agent sends.
     "webhook job kind" pub enum JobKind {
         /// A customer's message (`messages[]` of the `messages` field).
         Message = "message",
@@ -379,6 +379,8 @@ text_enum! {
         AccountUpdate = "account_update",
         /// Any other field or error Meta sends: recorded, nothing to do.
         Other = "other",
+        /// A message an agent sends from its outbound number (`POST /agents/{id}/messages`).
+        Send = "send",
     }
 }
 
@@ -404,7 +406,8 @@ text_enum! {
 text_enum! {
     /// Inbound: `received` (being answered), `answered`, `no_agent` (the number has no inbound
     /// agent: stored, nothing sent), `not_answered` (the agent had nothing to say), `reply_failed`
-    /// (the agent could not answer; see the error). Outbound: `sending`, then Meta's `sent`,
+    /// (the agent could not answer; see the error). Outbound: `queued` (an agent's message
+    /// waiting for its turn within Meta's rate limits), `sending`, then Meta's `sent`,
     /// `delivered`, `read` or `failed` (with Meta's error).
     "message status" pub enum MessageStatus {
         Received = "received",
@@ -412,6 +415,7 @@ text_enum! {
         NoAgent = "no_agent",
         NotAnswered = "not_answered",
         ReplyFailed = "reply_failed",
+        Queued = "queued",
         Sending = "sending",
         Sent = "sent",
         Delivered = "delivered",
@@ -437,7 +441,7 @@ impl MessageStatus {
     /// message that was not yet read.
     pub fn outbound_rank(self) -> u8 {
         match self {
-            MessageStatus::Sending => 0,
+            MessageStatus::Queued | MessageStatus::Sending => 0,
             MessageStatus::Sent => 1,
             MessageStatus::Delivered => 2,
             MessageStatus::Failed => 3,

@@ -37,6 +37,14 @@ pub enum ServiceError {
     },
     #[error("{display} was removed from its WhatsApp Business Account in Meta and can no longer be used.")]
     NumberRemoved { display: String },
+    /// The agent has no outbound number to send from.
+    #[error("The agent \"{agent}\" has no outbound number. Pick one with PUT /api/v1/agents/{{id}}/whatsapp-outbound-number, then send again.")]
+    NoOutboundNumber { agent: String },
+    /// Free text to a customer whose 24-hour window is closed (or never opened).
+    #[error("{}", outside_window_sentence(*last_inbound_at))]
+    OutsideServiceWindow {
+        last_inbound_at: Option<NaiveDateTime>,
+    },
     #[error("An agent named \"{name}\" already exists in your workspace; choose another name.")]
     AgentNameTaken { name: String },
     #[error("`{field}` is required: the agent has no stored secret of this kind to keep.")]
@@ -89,6 +97,17 @@ pub enum ServiceError {
     /// A bug or an unexpected failure; the cause is logged, never shown.
     #[error("An unexpected error occurred.")]
     Internal(String),
+}
+
+fn outside_window_sentence(last_inbound_at: Option<NaiveDateTime>) -> String {
+    let when = match last_inbound_at {
+        Some(at) => format!(
+            "The customer last wrote to this number at {} UTC, more than 24 hours ago",
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        None => "The customer has never written to this number".to_owned(),
+    };
+    format!("{when}, so WhatsApp allows only an approved template now: send `template` instead of `text`.")
 }
 
 impl ServiceError {

@@ -47,8 +47,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 pub const KEEP_DONE_JOBS: chrono::TimeDelta = chrono::TimeDelta::days(8);
 /// How often a worker clears finished jobs past [`KEEP_DONE_JOBS`].
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-/// Meta's limit of a text message's body, in characters (reference §3).
-pub const MAX_TEXT_CHARS: usize = 4096;
 
 /// Why a delivery was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +188,10 @@ pub(super) enum Outcome {
     Done(Option<String>),
     /// Try again later (or give up once attempts run out).
     Retry(String),
+    /// Try again after this wait (Meta asked for it), or give up once attempts run out.
+    RetryAfter(chrono::TimeDelta, String),
+    /// Not now: run again from then, without counting the attempt (a rate limit's turn).
+    Later(NaiveDateTime),
     /// Pointless to retry.
     Dead(String),
     /// The lease was lost: another worker has the job.
@@ -312,10 +314,17 @@ async fn run_job(state: &AppState, job: JobRow, owner: LeaseOwner) {
                 Outcome::Retry(err) if attempts < MAX_JOB_ATTEMPTS => {
                     jobs::retry_later(conn, id, owner, now + backoff(base, attempts), err)?
                 }
-                Outcome::Retry(err) | Outcome::Dead(err) => {
+                Outcome::RetryAfter(wait, err) if attempts < MAX_JOB_ATTEMPTS => {
+                    jobs::retry_later(conn, id, owner, now + *wait, err)?
+                }
+                Outcome::Later(at) => jobs::postpone(conn, id, owner, *at)?,
+                Outcome::Retry(err) | Outcome::RetryAfter(_, err) | Outcome::Dead(err) => {
                     let buried = jobs::bury(conn, id, owner, now, err)?;
                     if buried && kind == JobKind::Message {
                         give_up_message(conn, &job.payload, err, now)?;
+                    }
+                    if buried && kind == JobKind::Send {
+                        super::outbound::give_up(conn, &job.payload, err, now)?;
                     }
                     buried
                 }
@@ -325,7 +334,7 @@ async fn run_job(state: &AppState, job: JobRow, owner: LeaseOwner) {
         })
         .await;
     match result {
-        Ok((true, Outcome::Retry(err))) => {
+        Ok((true, Outcome::Retry(err) | Outcome::RetryAfter(_, err))) => {
             tracing::info!(job = id, kind = %kind, attempts, error = %err, "webhook job will be retried")
         }
         Ok((true, Outcome::Dead(err))) => {
@@ -378,6 +387,7 @@ async fn handle(state: &AppState, job: &JobRow, owner: LeaseOwner) -> Outcome {
         JobKind::QualityUpdate | JobKind::NameUpdate | JobKind::AccountUpdate => {
             super::webhook_fields::handle(state, job, owner).await
         }
+        JobKind::Send => super::outbound::handle(state, job, owner).await,
         JobKind::Other => Ok(Outcome::Done(None)),
     };
     result.unwrap_or_else(|err| Outcome::Retry(err.to_string()))
@@ -608,7 +618,7 @@ async fn send_answer(
     job: &JobRow,
     owner: LeaseOwner,
 ) -> Result<Outcome, ServiceError> {
-    let parts = webhook::split_text(answer, MAX_TEXT_CHARS);
+    let parts = webhook::split_text(answer, crate::domain::outbound::MAX_TEXT_CHARS);
     let mut failure: Option<String> = None;
     for (index, text) in parts.iter().enumerate() {
         let part = i64::try_from(index).unwrap_or(i64::MAX);
@@ -750,6 +760,7 @@ fn start_part(
         meta_timestamp: None,
         created_at: now,
         updated_at: now,
+        template: None,
     };
     convs::insert_message(conn, &row)?;
     if let Some(current) = convs::get_conversation(conn, &inbound.workspace_id, conversation.id)? {
@@ -830,6 +841,7 @@ fn store_inbound(
                 meta_timestamp: Some(sent_at),
                 created_at: now,
                 updated_at: now,
+                template: None,
             };
             convs::insert_message(conn, &row)?;
             convs::touch_conversation(conn, &conversation, sent_at, true)?;
@@ -1017,7 +1029,7 @@ pub async fn play_inbound(
         return Err(ServiceError::SandboxOff);
     }
     crate::domain::text::SANDBOX_FROM.check(from)?;
-    crate::domain::text::SANDBOX_TEXT.check(text)?;
+    crate::domain::text::MESSAGE_TEXT.check(text)?;
     let ws = workspace.clone();
     let found = state
         .db

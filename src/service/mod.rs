@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod error;
 pub mod idempotency;
 pub mod inbound;
+pub mod outbound;
 pub mod phone_numbers;
 pub mod registration;
 pub mod responders;

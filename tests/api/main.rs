@@ -12,6 +12,7 @@ mod meta_client;
 mod meta_flows;
 mod migrations;
 mod openapi;
+mod outbound;
 mod phone_numbers;
 mod sandbox;
 mod webhooks;

@@ -14,7 +14,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::helpers::*;
 
 /// A number of `workspace` on the Cloud API with a usable token; returns (our id, Meta's id).
-async fn live_number(app: &TestApp, workspace: &str, display: &str) -> (String, String) {
+pub(crate) async fn live_number(app: &TestApp, workspace: &str, display: &str) -> (String, String) {
     let id = app.seed_cloud_number(workspace, display).await;
     let sealed = app.state.secrets.encrypt("EAAG-test-token");
     app.raw_connection()
@@ -34,7 +34,7 @@ async fn live_number(app: &TestApp, workspace: &str, display: &str) -> (String, 
 }
 
 /// Creates the agent `body` describes and assigns it to `number`; returns its id.
-async fn agent_on(app: &TestApp, token: &str, number: &str, body: Value) -> String {
+pub(crate) async fn agent_on(app: &TestApp, token: &str, number: &str, body: Value) -> String {
     let response = app
         .request(Method::POST, "/api/v1/agents", Some(token), Some(body))
         .await;
@@ -50,7 +50,7 @@ async fn agent_on(app: &TestApp, token: &str, number: &str, body: Value) -> Stri
 }
 
 /// An FAQ agent answering `number`'s messages.
-async fn faq_agent(app: &TestApp, workspace: &str, number: &str) -> String {
+pub(crate) async fn faq_agent(app: &TestApp, workspace: &str, number: &str) -> String {
     let token = app.editor(workspace);
     let agent = app.create_agent(&token, "Front desk").await;
     let id = agent["id"].as_str().unwrap().to_owned();
@@ -58,7 +58,7 @@ async fn faq_agent(app: &TestApp, workspace: &str, number: &str) -> String {
     id
 }
 
-fn text_message(meta_id: &str, wamid: &str, from: &str, text: &str) -> Value {
+pub(crate) fn text_message(meta_id: &str, wamid: &str, from: &str, text: &str) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550100", "phone_number_id": meta_id},
@@ -67,7 +67,11 @@ fn text_message(meta_id: &str, wamid: &str, from: &str, text: &str) -> Value {
                       "type": "text", "text": {"body": text}}]}}]}]})
 }
 
-async fn deliver_bytes(app: &TestApp, body: &[u8], signature: Option<String>) -> reqwest::Response {
+pub(crate) async fn deliver_bytes(
+    app: &TestApp,
+    body: &[u8],
+    signature: Option<String>,
+) -> reqwest::Response {
     let mut request = app
         .client
         .post(format!("{}/webhooks/whatsapp", app.address))
@@ -79,14 +83,14 @@ async fn deliver_bytes(app: &TestApp, body: &[u8], signature: Option<String>) ->
     request.send().await.unwrap()
 }
 
-async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Response {
+pub(crate) async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Response {
     let body = delivery.to_string().into_bytes();
     let signature = hub_signature(META_APP_SECRET.as_bytes(), &body);
     deliver_bytes(app, &body, Some(signature)).await
 }
 
 /// Meta's read receipts of `meta_id`: `success`.
-async fn meta_reads(meta: &MockServer, meta_id: &str) {
+pub(crate) async fn meta_reads(meta: &MockServer, meta_id: &str) {
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
         .and(body_partial_json(json!({"status": "read"})))
@@ -96,7 +100,7 @@ async fn meta_reads(meta: &MockServer, meta_id: &str) {
 }
 
 /// Meta's send endpoint of `meta_id`: text messages get a wamid, read receipts `success`.
-async fn meta_sends(meta: &MockServer, meta_id: &str) {
+pub(crate) async fn meta_sends(meta: &MockServer, meta_id: &str) {
     meta_reads(meta, meta_id).await;
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
@@ -113,7 +117,7 @@ async fn meta_sends(meta: &MockServer, meta_id: &str) {
 }
 
 /// The bodies of the text messages Meta was asked to send.
-async fn sent_texts(meta: &MockServer) -> Vec<Value> {
+pub(crate) async fn sent_texts(meta: &MockServer) -> Vec<Value> {
     meta.received_requests()
         .await
         .unwrap_or_default()
@@ -125,7 +129,7 @@ async fn sent_texts(meta: &MockServer) -> Vec<Value> {
 }
 
 /// Waits (bounded) until `check` holds for the workspace's first conversation's messages.
-async fn wait_for_messages(
+pub(crate) async fn wait_for_messages(
     app: &TestApp,
     workspace: &str,
     check: impl Fn(&[Value]) -> bool,
@@ -148,7 +152,7 @@ async fn wait_for_messages(
 }
 
 /// Waits (bounded) until no job is queued or running.
-async fn wait_for_idle_queue(app: &TestApp) {
+pub(crate) async fn wait_for_idle_queue(app: &TestApp) {
     for _ in 0..800 {
         let busy: i64 = whatsapp_numbers::db::schema::webhook_jobs::table
             .filter(whatsapp_numbers::db::schema::webhook_jobs::state.eq_any(["queued", "running"]))
@@ -163,7 +167,7 @@ async fn wait_for_idle_queue(app: &TestApp) {
     panic!("the queue never emptied");
 }
 
-fn job_count(app: &TestApp) -> i64 {
+pub(crate) fn job_count(app: &TestApp) -> i64 {
     whatsapp_numbers::db::schema::webhook_jobs::table
         .count()
         .get_result(&mut app.raw_connection())

@@ -19,6 +19,7 @@ export type MessageList = Schemas["MessageList"];
 export type Message = Schemas["Message"];
 export type PlayedMessage = Schemas["PlayedMessage"];
 export type InboundMessage = Schemas["InboundMessageInput"];
+export type SendMessage = Schemas["SendMessage"];
 
 /** The problem bodies an operation documents, by status. */
 type ProblemsOf<Op extends keyof operations> = {
@@ -142,6 +143,11 @@ export class Api {
     );
   }
 
+  /** The agent's Send button: text inside the customer's 24-hour window, else a template. */
+  sendMessage(agent: Agent["id"], body: SendMessage) {
+    return this.call<Message, "send_agent_message">("send_agent_message", "POST", `/api/v1/agents/${agent}/messages`, body);
+  }
+
   /** Development mode: play a WhatsApp user writing to one of the numbers. */
   playInbound(body: InboundMessage) {
     return this.call<PlayedMessage, "play_sandbox_inbound_message">(
@@ -201,6 +207,8 @@ export function statusLine(m: Message): string {
       return "The agent had nothing to say";
     case "reply_failed":
       return `Not answered: ${m.error?.message ?? "unknown"}`;
+    case "queued":
+      return "Waiting for its turn…";
     case "sending":
       return "Sending…";
     case "sent":
@@ -241,6 +249,33 @@ export function registerErrorToast(code: CodeOf<"register_phone_number">): strin
       return "Your first click is still registering; wait a moment.";
     case "idempotency_key_reused":
       return "Something went wrong; reload and try again.";
+    case "validation_failed":
+    case "unauthorized":
+    case "forbidden":
+    case "internal_error":
+    case "service_unavailable":
+      return "Something went wrong; try again.";
+  }
+}
+
+/** The toast of a refused send: every code the operation documents, and no other. */
+export function sendErrorToast(code: CodeOf<"send_agent_message">): string {
+  switch (code) {
+    case "outside_service_window":
+      return "They have not written in 24 hours: pick a template.";
+    case "no_outbound_number":
+      return "Pick this agent's outbound number first.";
+    case "number_not_cloud_api":
+      return "The outbound number is not on the Cloud API; register it first.";
+    case "number_removed":
+      return "The outbound number was removed in Meta; pick another.";
+    case "agent_not_found":
+      return "This agent no longer exists.";
+    case "idempotency_key_in_progress":
+      return "Still sending your first click; wait a moment.";
+    case "payload_too_large":
+      return "The message is too large.";
+    case "idempotency_key_reused":
     case "validation_failed":
     case "unauthorized":
     case "forbidden":

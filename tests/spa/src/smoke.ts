@@ -6,6 +6,7 @@ import {
   actionsCell,
   agentCell,
   registerErrorToast,
+  sendErrorToast,
   statusLine,
   type Message,
   type PhoneNumber,
@@ -92,6 +93,26 @@ const cleared = await ok(api.assignAgent(target.id, null), "clear");
 expect(cleared.inbound_agent === null, "cleared");
 const withOutbound = await ok(api.setOutbound(agent.id, target.id), "pick outbound");
 expect(withOutbound.whatsapp_outbound_number?.id === target.id, "outbound number set");
+
+// The agent writes first: text to the customer who just wrote (their window is open) is queued,
+// then sent; text to someone who never wrote is refused before Meta, and a template goes.
+const queued = await ok(api.sendMessage(agent.id, { to: customer, text: "Your order shipped" }), "send text");
+expect(queued.status === "queued" && queued.direction === "outbound", "202 with the message queued");
+let outbound: Message | undefined;
+for (let i = 0; i < 300 && outbound === undefined; i++) {
+  const thread = await ok(api.messages(queued.conversation_id), "messages");
+  outbound = thread.data.find((m) => m.id === queued.id && m.status === "sent");
+  if (outbound === undefined) await new Promise((r) => setTimeout(r, 50));
+}
+expect(outbound !== undefined, "the agent's message reached Meta");
+const stranger = `+1444${String(Date.now()).slice(-7)}`;
+const closed = await api.sendMessage(agent.id, { to: stranger, text: "hi" });
+expect(!closed.ok && closed.status === 422 && closed.problem.code === "outside_service_window", sendErrorToast("outside_service_window"));
+const templated = await ok(
+  api.sendMessage(agent.id, { to: stranger, template: { name: "hello_world", language: "en_US" } }),
+  "send template",
+);
+expect(templated.type === "template" && templated.template?.name === "hello_world", "a template goes to anyone");
 const withoutOutbound = await ok(api.setOutbound(agent.id, null), "clear outbound");
 expect(withoutOutbound.whatsapp_outbound_number === null, "outbound number cleared");
 

@@ -1,0 +1,2 @@
+DROP TABLE send_pacing;
+ALTER TABLE messages DROP COLUMN template;
