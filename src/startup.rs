@@ -142,8 +142,11 @@ impl Application {
                 workers,
             ))
         });
+        let events = Some(tokio::spawn(
+            self.state.events.clone().run(self.state.db.clone()),
+        ));
         let result = self.server.await;
-        for task in [background, inbound].into_iter().flatten() {
+        for task in [background, inbound, events].into_iter().flatten() {
             task.abort();
         }
         result

@@ -31,6 +31,8 @@ pub struct AppState {
     pub webhook_secret: Arc<str>,
     /// The HTTP client for agents' OpenAI and webhook URLs.
     pub agent_http: crate::service::responders::AgentHttp,
+    /// The live stream's reader and broadcast (`GET /api/v1/events`).
+    pub events: Arc<crate::service::events::Hub>,
     known_workspaces: Arc<Mutex<HashSet<WorkspaceId>>>,
 }
 
@@ -59,6 +61,7 @@ impl AppState {
             intake,
             webhook_secret,
             agent_http,
+            events: Arc::default(),
             known_workspaces: Arc::default(),
         }
     }

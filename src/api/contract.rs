@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::ProblemCode;
 use crate::domain::outbound;
 use crate::domain::page::{CursorKind, MAX_LIMIT};
+use crate::domain::registration::MAX_NUMBERS_PER_REQUEST;
 use crate::domain::responder::{MAX_FAQ_ENTRIES, MAX_FAQ_KEYWORDS, MAX_HISTORY_MESSAGES};
 use crate::domain::text::{self, TextRule};
 
@@ -133,6 +134,9 @@ const RESPONSE_SCHEMAS: &[&str] = &[
     "Customer",
     "Conversation",
     "ConversationList",
+    "RegisterManyResult",
+    "QueuedRegistration",
+    "SkippedRegistration",
     "Message",
     "MessageTemplate",
     "MessageError",
@@ -474,6 +478,13 @@ fn declare_input_rules(schemas: &mut Map<String, Value>) {
     if let Some(entry) = schemas.get_mut("FaqEntry") {
         entry["properties"]["keywords"]["minItems"] = json!(1);
         entry["properties"]["keywords"]["maxItems"] = json!(MAX_FAQ_KEYWORDS);
+    }
+    if let Some(many) = schemas.get_mut("RegisterMany") {
+        // Exactly one of the two; `all_pending` only as `true`.
+        many["properties"]["number_ids"]["minItems"] = json!(1);
+        many["properties"]["number_ids"]["maxItems"] = json!(MAX_NUMBERS_PER_REQUEST);
+        many["properties"]["all_pending"]["enum"] = json!([true]);
+        many["oneOf"] = json!([{"required": ["number_ids"]}, {"required": ["all_pending"]}]);
     }
     if let Some(send) = schemas.get_mut("SendMessage") {
         // Exactly one of the two.

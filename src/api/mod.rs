@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod contract;
 pub mod conversations;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod me;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .service(phone_numbers::sync_phone_numbers)
+            .service(phone_numbers::register_phone_numbers)
             .service(phone_numbers::list_phone_numbers)
             .service(phone_numbers::get_phone_number)
             .service(phone_numbers::assign_inbound_agent)
@@ -70,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(agents::delete_agent)
             .service(agents::set_whatsapp_outbound_number)
             .service(agents::send_agent_message)
+            .service(events::stream_events)
             .service(audit::list_audit_events),
     );
 }

@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, agents, audit, conversations, health, me, phone_numbers, sandbox, types, webhooks,
-    Problem,
+    accounts, agents, audit, conversations, events, health, me, phone_numbers, sandbox, types,
+    webhooks, Problem,
 };
 use crate::domain::{self, responder};
 
@@ -46,7 +46,9 @@ anything of another workspace answers 404 exactly as if it did not exist."
         agents::update_agent,
         agents::delete_agent,
         agents::set_whatsapp_outbound_number,
+        phone_numbers::register_phone_numbers,
         agents::send_agent_message,
+        events::stream_events,
         audit::list_audit_events,
         health::healthz,
         health::readyz,
@@ -149,6 +151,7 @@ anything of another workspace answers 404 exactly as if it did not exist."
         (name = "audit", description = "Who assigned what, and when"),
         (name = "conversations", description = "What customers wrote to the numbers and what agents answered"),
         (name = "webhooks", description = "Meta's webhook: the verification handshake and signed deliveries"),
+        (name = "events", description = "Live updates of the workspace (Server-Sent Events)"),
         (name = "auth", description = "Who the caller is"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -12,9 +12,11 @@ use super::types::{
 use super::{ApiError, Problem};
 use crate::domain::page::{CursorKind, PageRequest};
 use crate::domain::phone_number::{parse_platform_type, PhoneNumberFilter, Search};
+use crate::domain::registration::RegisterMany;
+use crate::domain::RegisterSkipReason;
 use crate::domain::{AccountId, AgentId, NumberSort, PhoneNumberId, QualityRating};
 use crate::service::phone_numbers as service;
-use crate::service::{registration, sync};
+use crate::service::{register_all, registration, sync};
 use crate::state::AppState;
 
 /// Filters, order and paging of the Phone Numbers table.
@@ -335,4 +337,82 @@ pub async fn sync_phone_numbers(
         return Err(result.failed.swap_remove(0).1.into());
     }
     Ok(web::Json(SyncResult::new(result.counts, result.failed)))
+}
+
+/// A number queued for registration.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct QueuedRegistration {
+    pub id: PhoneNumberId,
+    pub display_phone_number: String,
+}
+
+/// A number not queued, and why.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SkippedRegistration {
+    pub id: PhoneNumberId,
+    /// Null when no such number exists in the workspace.
+    pub display_phone_number: Option<String>,
+    pub reason: RegisterSkipReason,
+    /// For `limit_reached`: seconds until Meta's window allows a register call again.
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// What `POST /phone-numbers/register` queued and skipped.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct RegisterManyResult {
+    pub queued: Vec<QueuedRegistration>,
+    pub skipped: Vec<SkippedRegistration>,
+}
+
+/// Register every pending number: `number_ids`, or `all_pending: true` for every number of the
+/// workspace not fully on the Cloud API.
+///
+/// Each eligible number is queued and registered through the same guarded path as its Register
+/// button (one attempt at a time, Meta's 10 calls in 72 hours, the ledger, each WABA's hourly
+/// budget), one WABA's numbers one after another. The answer comes at once (202) and lists what
+/// was queued and what was skipped and why; progress arrives on the live stream
+/// (`registration.started`, `registration.succeeded`, `registration.failed`) and in each
+/// number's `registration`.
+#[utoipa::path(
+    tag = "phone-numbers",
+    operation_id = "register_phone_numbers",
+    context_path = "/api/v1",
+    request_body = RegisterMany,
+    responses(
+        (status = 202, description = "What was queued and what was skipped", body = RegisterManyResult),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/phone-numbers/register")]
+pub async fn register_phone_numbers(
+    state: web::Data<AppState>,
+    Editor(caller): Editor,
+    body: web::Json<RegisterMany>,
+) -> Result<HttpResponse, ApiError> {
+    let selection = body
+        .into_inner()
+        .selection()
+        .map_err(crate::service::ServiceError::from)?;
+    let (queued, skipped) = register_all::queue(&state, &caller, selection).await?;
+    Ok(HttpResponse::Accepted().json(RegisterManyResult {
+        queued: queued
+            .into_iter()
+            .map(|q| QueuedRegistration {
+                id: q.id,
+                display_phone_number: q.display_phone_number,
+            })
+            .collect(),
+        skipped: skipped
+            .into_iter()
+            .map(|s| SkippedRegistration {
+                id: s.id,
+                display_phone_number: s.display_phone_number,
+                reason: s.reason,
+                retry_after_seconds: s.retry_after_seconds,
+            })
+            .collect(),
+    }))
 }

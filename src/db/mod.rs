@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod conversations;
+pub mod events;
 pub mod graph_calls;
 pub mod idempotency;
 pub mod models;

@@ -654,3 +654,16 @@ pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
         DbConnection::Sqlite(_) => Ok(()),
     }
 }
+
+/// The ids of the workspace's numbers not removed, in the table's default order.
+pub fn live_ids(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+) -> QueryResult<Vec<PhoneNumberId>> {
+    phone_numbers::table
+        .filter(phone_numbers::workspace_id.eq(workspace))
+        .filter(phone_numbers::removed_at.is_null())
+        .order((phone_numbers::display_digits.asc(), phone_numbers::id.asc()))
+        .select(phone_numbers::id)
+        .load(conn)
+}

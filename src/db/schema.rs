@@ -152,6 +152,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     idempotency_keys,
+    events,
 );
 
 diesel::table! {
@@ -218,6 +219,16 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         template -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        kind -> Text,
+        data -> Text,
+        created_at -> Timestamp,
     }
 }
 

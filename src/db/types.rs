@@ -78,7 +78,8 @@ stored_as_str!(
     JobKind,
     JobState,
     MessageDirection,
-    MessageStatus
+    MessageStatus,
+    EventKind
 );
 
 /// A number's quality alert is stored as one JSON text (`{since, reason, previous_rating}`).
@@ -165,6 +166,7 @@ sql_text!(
     JobState,
     MessageDirection,
     MessageStatus,
+    EventKind,
     crate::domain::phone_number::QualityAlert,
 );
 

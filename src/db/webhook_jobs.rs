@@ -297,3 +297,14 @@ pub fn count_by_state(conn: &mut DbConnection) -> QueryResult<Vec<(JobState, i64
         .select((webhook_jobs::state, diesel::dsl::count_star()))
         .load(conn)
 }
+
+/// Whether a job of `kind` about the number with Meta id `meta_id` is queued or running.
+pub fn pending_for(conn: &mut DbConnection, kind: JobKind, meta_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        webhook_jobs::table
+            .filter(webhook_jobs::kind.eq(kind))
+            .filter(webhook_jobs::meta_phone_number_id.eq(meta_id))
+            .filter(webhook_jobs::state.eq_any([JobState::Queued, JobState::Running])),
+    ))
+    .get_result(conn)
+}

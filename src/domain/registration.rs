@@ -165,3 +165,49 @@ mod tests {
         assert_eq!(backoff(5, 3), Duration::from_millis(20));
     }
 }
+
+/// Which numbers `POST /api/v1/phone-numbers/register` registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These numbers (our ids), in this order.
+    Numbers(Vec<crate::domain::PhoneNumberId>),
+    /// Every live number of the workspace not fully on the Cloud API.
+    AllPending,
+}
+
+/// Most numbers one request names.
+pub const MAX_NUMBERS_PER_REQUEST: usize = 100;
+
+/// Body of `POST /api/v1/phone-numbers/register`: `number_ids`, or `all_pending: true`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct RegisterMany {
+    /// Our ids of the numbers to register (1 to 100).
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(nullable = false)]
+    pub number_ids: Option<Vec<crate::domain::PhoneNumberId>>,
+    /// `true`: every number of the workspace that is not fully on the Cloud API.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(nullable = false)]
+    pub all_pending: Option<bool>,
+}
+
+super::object_only!(RegisterMany);
+
+impl RegisterMany {
+    /// The numbers asked for.
+    pub fn selection(self) -> Result<Selection, super::RuleError> {
+        match (self.number_ids, self.all_pending) {
+            (Some(ids), None) if (1..=MAX_NUMBERS_PER_REQUEST).contains(&ids.len()) => {
+                Ok(Selection::Numbers(ids))
+            }
+            (Some(_), None) => Err(super::RuleError::Invalid(format!(
+                "`number_ids` must name 1 to {MAX_NUMBERS_PER_REQUEST} numbers"
+            ))),
+            (None, Some(true)) => Ok(Selection::AllPending),
+            _ => Err(super::RuleError::Invalid(
+                "send either `number_ids` or `\"all_pending\": true`".into(),
+            )),
+        }
+    }
+}

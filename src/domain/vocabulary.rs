@@ -381,6 +381,8 @@ text_enum! {
         Other = "other",
         /// A message an agent sends from its outbound number (`POST /agents/{id}/messages`).
         Send = "send",
+        /// A registration queued by `POST /phone-numbers/register` (register everything pending).
+        Register = "register",
     }
 }
 
@@ -392,6 +394,52 @@ text_enum! {
         Running = "running",
         Done = "done",
         Dead = "dead",
+    }
+}
+
+text_enum! {
+    /// Why `POST /api/v1/phone-numbers/register` did not queue a number: `not_found` (no such
+    /// number in the workspace), `removed`, `coexistence` (Meta registered it itself),
+    /// `already_registered`, `in_progress` (being registered or already queued),
+    /// `account_needs_reconnect`, `limit_reached` (Meta's 10 calls in 72 hours are used up; see
+    /// `retry_after_seconds`).
+    "skip reason" pub enum RegisterSkipReason {
+        NotFound = "not_found",
+        Removed = "removed",
+        Coexistence = "coexistence",
+        AlreadyRegistered = "already_registered",
+        InProgress = "in_progress",
+        AccountNeedsReconnect = "account_needs_reconnect",
+        LimitReached = "limit_reached",
+    }
+}
+
+text_enum! {
+    /// What an event of the live stream (`GET /api/v1/events`) says happened.
+    "event type" pub enum EventKind {
+        /// A number appeared in a connected account (a sync, Embedded Signup, Business Manager).
+        NumberAdded = "number.added",
+        /// A number is gone from Meta, or its account was disconnected.
+        NumberRemoved = "number.removed",
+        /// What Meta says of a number changed (name, rating, status, platform, limits).
+        NumberChanged = "number.changed",
+        RegistrationStarted = "registration.started",
+        RegistrationSucceeded = "registration.succeeded",
+        RegistrationFailed = "registration.failed",
+        /// A number's inbound agent was assigned or cleared.
+        InboundAgentChanged = "inbound_agent.changed",
+        /// An agent's outbound number was picked or cleared.
+        OutboundNumberChanged = "outbound_number.changed",
+        QualityAlertRaised = "quality_alert.raised",
+        QualityAlertCleared = "quality_alert.cleared",
+        /// A customer wrote.
+        MessageReceived = "message.received",
+        /// An agent's message was queued for sending.
+        MessageQueued = "message.queued",
+        /// Meta accepted a message (an answer or an agent's message).
+        MessageSent = "message.sent",
+        /// A message's status moved on (`delivered`, `read`, `failed`, ...).
+        MessageStatusChanged = "message.status_changed",
     }
 }
 

@@ -6,6 +6,7 @@ use super::{audit_row, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::AccountRow;
 use crate::db::{self, accounts, agents, audit, phone_numbers as numbers, write_tx};
+use crate::domain::EventKind;
 use crate::domain::{
     AccountId, AccountStatus, AuditAction, RuleError, Secret, WabaId, WorkspaceId,
 };
@@ -315,6 +316,8 @@ pub async fn disconnect(
                     let action = AuditAction::InboundAgentCleared;
                     let row = audit_row(&who, action, Some(number_id), Some(agent_id), &detail);
                     audit::insert(conn, &row)?;
+                    let data = serde_json::json!({"number_id": number_id, "agent_id": null});
+                    super::events::emit(conn, ws, EventKind::InboundAgentChanged, data)?;
                 }
                 for (agent_id, name, number_id) in agents::clear_outbound_in_account(conn, id, now)?
                 {
@@ -327,6 +330,8 @@ pub async fn disconnect(
                     let action = AuditAction::OutboundNumberCleared;
                     let row = audit_row(&who, action, Some(number_id), Some(agent_id), &detail);
                     audit::insert(conn, &row)?;
+                    let data = serde_json::json!({"agent_id": agent_id, "number_id": null});
+                    super::events::emit(conn, ws, EventKind::OutboundNumberChanged, data)?;
                 }
                 let removed = numbers::release_account(conn, id, now)?;
                 if !accounts::disconnect(conn, id, now)? {
@@ -341,6 +346,8 @@ pub async fn disconnect(
                 };
                 let row = audit_row(&who, AuditAction::AccountDisconnected, None, None, &detail);
                 audit::insert(conn, &row)?;
+                let data = serde_json::json!({"account_id": id});
+                super::events::emit(conn, ws, EventKind::NumberRemoved, data)?;
                 Ok(())
             })
         })

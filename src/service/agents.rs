@@ -335,6 +335,12 @@ pub async fn set_outbound_number(
             let number_ref = number_id.or(previous);
             let row = audit_row(&caller, action, number_ref, Some(agent_id), &detail);
             audit::insert(conn, &row)?;
+            super::events::emit(
+                conn,
+                ws,
+                crate::domain::EventKind::OutboundNumberChanged,
+                serde_json::json!({"agent_id": agent_id, "number_id": number_id}),
+            )?;
             load(conn, ws, agent_id)
         })
     })

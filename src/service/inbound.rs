@@ -17,15 +17,15 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::responders::{self, Question, ResponderError, Turn};
-use super::ServiceError;
+use super::{events, ServiceError};
 use crate::db::conversations::{self as convs, ConversationRow, CustomerRow, MessageRow};
 use crate::db::models::{AccountRow, AgentRow};
 use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
 use crate::db::{self, phone_numbers as numbers, write_tx, DbConnection, DbUrl};
 use crate::domain::webhook::{self, InboundMessage, NewJob};
 use crate::domain::{
-    ConversationId, CustomerId, JobKind, JobState, LeaseOwner, MessageDirection, MessageId,
-    MessageStatus, MetaPhoneNumberId, PhoneNumberId,
+    ConversationId, CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection,
+    MessageId, MessageStatus, MetaPhoneNumberId, PhoneNumberId,
 };
 use crate::state::AppState;
 
@@ -226,6 +226,9 @@ async fn work(state: AppState) {
             if let Err(err) = prune_finished(&state, db::now()).await {
                 tracing::warn!(error = %err, "clearing finished webhook jobs failed");
             }
+            if let Err(err) = super::events::prune(&state.db, db::now()).await {
+                tracing::warn!(error = %err, "clearing old events failed");
+            }
         }
         let wake = state.intake.wake.clone();
         let notified = wake.notified();
@@ -388,6 +391,7 @@ async fn handle(state: &AppState, job: &JobRow, owner: LeaseOwner) -> Outcome {
             super::webhook_fields::handle(state, job, owner).await
         }
         JobKind::Send => super::outbound::handle(state, job, owner).await,
+        JobKind::Register => super::register_all::handle(state, job, owner).await,
         JobKind::Other => Ok(Outcome::Done(None)),
     };
     result.unwrap_or_else(|err| Outcome::Retry(err.to_string()))
@@ -661,13 +665,17 @@ async fn send_answer(
         }
         let sent = state.meta.send_message(token, &stored.meta_id, &body).await;
         let id = row.id;
+        let number = stored.number_id;
         match sent {
             Ok(sent) => {
                 state
                     .db
                     .run(move |conn| {
-                        convs::set_sent(conn, id, &sent.message_id, db::now())
-                            .map_err(ServiceError::from)
+                        write_tx(conn, |conn| {
+                            convs::set_sent(conn, id, &sent.message_id, db::now())?;
+                            let kind = EventKind::MessageSent;
+                            events::message(conn, &row, Some(number), kind, MessageStatus::Sent)
+                        })
                     })
                     .await?;
             }
@@ -694,14 +702,18 @@ async fn send_answer(
                 state
                     .db
                     .run(move |conn| {
-                        convs::set_status(
-                            conn,
-                            id,
-                            MessageStatus::Failed,
-                            Some((code, &stored_why)),
-                            db::now(),
-                        )
-                        .map_err(ServiceError::from)
+                        write_tx(conn, |conn| {
+                            let failed = MessageStatus::Failed;
+                            convs::set_status(
+                                conn,
+                                id,
+                                failed,
+                                Some((code, &stored_why)),
+                                db::now(),
+                            )?;
+                            let kind = EventKind::MessageStatusChanged;
+                            events::message(conn, &row, Some(number), kind, failed)
+                        })
                     })
                     .await?;
                 failure = Some(why);
@@ -845,6 +857,8 @@ fn store_inbound(
             };
             convs::insert_message(conn, &row)?;
             convs::touch_conversation(conn, &conversation, sent_at, true)?;
+            let kind = EventKind::MessageReceived;
+            events::message(conn, &row, Some(number.id), kind, row.status)?;
             row
         }
     };
@@ -989,6 +1003,13 @@ async fn handle_status(state: &AppState, job: &JobRow) -> Result<Outcome, Servic
                     .error
                     .as_ref()
                     .map(|(code, message)| (*code, message.as_str()));
+                events::message(
+                    conn,
+                    &row,
+                    None,
+                    EventKind::MessageStatusChanged,
+                    update.status,
+                )?;
                 convs::set_delivery(
                     conn,
                     row.id,

@@ -13,7 +13,7 @@
 use chrono::{NaiveDateTime, TimeDelta};
 
 use super::inbound::{still_ours, Outcome};
-use super::ServiceError;
+use super::{events, ServiceError};
 use crate::auth::Principal;
 use crate::db::conversations::{self as convs, ConversationRow, CustomerRow, MessageRow};
 use crate::db::send_pacing::{self as pacing, Reservation};
@@ -21,8 +21,8 @@ use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
 use crate::db::{self, write_tx, DbConnection};
 use crate::domain::outbound::{self, Content, Pace, Recipient, PAIR_PACE};
 use crate::domain::{
-    AgentId, ConversationId, CustomerId, JobKind, JobState, LeaseOwner, MessageDirection,
-    MessageId, MessageStatus, PhoneNumberId,
+    AgentId, ConversationId, CustomerId, EventKind, JobKind, JobState, LeaseOwner,
+    MessageDirection, MessageId, MessageStatus, PhoneNumberId,
 };
 use crate::meta::error::codes;
 use crate::meta::MetaError;
@@ -141,6 +141,8 @@ fn enqueue(
     };
     convs::insert_message(conn, &message)?;
     convs::touch_conversation(conn, &conversation, now, false)?;
+    let kind = EventKind::MessageQueued;
+    events::message(conn, &message, Some(number.id), kind, MessageStatus::Queued)?;
     let account = db::accounts::get(conn, ws, number.whatsapp_account_id)?;
     let dedup = format!("send:{}", message.id);
     let order = format!("send:{}", conversation.id);
@@ -198,25 +200,29 @@ fn load(conn: &mut DbConnection, id: MessageId) -> Result<Option<Loaded>, Servic
 /// Fails the message with `why` (and Meta's code); the job is done.
 async fn fail(
     state: &AppState,
-    id: MessageId,
+    row: &MessageRow,
     code: Option<i64>,
     why: String,
 ) -> Result<Outcome, ServiceError> {
-    let stored = why.clone();
+    let (stored, row) = (why.clone(), row.clone());
     state
         .db
-        .run(move |conn| {
-            convs::set_status(
-                conn,
-                id,
-                MessageStatus::Failed,
-                Some((code, &stored)),
-                db::now(),
-            )
-            .map_err(ServiceError::from)
-        })
+        .run(move |conn| write_tx(conn, |conn| failed(conn, &row, code, &stored, db::now())))
         .await?;
     Ok(Outcome::Done(Some(why)))
+}
+
+/// Marks the message failed, with its event.
+fn failed(
+    conn: &mut DbConnection,
+    row: &MessageRow,
+    code: Option<i64>,
+    why: &str,
+    now: NaiveDateTime,
+) -> Result<(), ServiceError> {
+    let status = MessageStatus::Failed;
+    convs::set_status(conn, row.id, status, Some((code, why)), now)?;
+    events::message(conn, row, None, EventKind::MessageStatusChanged, status)
 }
 
 fn pace_keys(number: PhoneNumberId, customer: CustomerId) -> (String, String) {
@@ -311,7 +317,7 @@ pub(super) async fn handle(
             // A worker stopped between taking the slot and hearing Meta's answer.
             return fail(
                 state,
-                id,
+                &found.message,
                 None,
                 "the service stopped while sending; Meta may have sent it, so it is not sent again"
                     .into(),
@@ -322,21 +328,27 @@ pub(super) async fn handle(
     }
     let facts = super::phone_numbers::facts(&found.number);
     if let Err(rule) = facts.ensure_usable_for_agents() {
-        return fail(state, id, None, rule.to_string()).await;
+        return fail(state, &found.message, None, rule.to_string()).await;
     }
     let Some(content) = Content::from_stored(
         &message.kind,
         message.body.as_deref(),
         message.template.as_deref(),
     ) else {
-        return fail(state, id, None, "the stored message cannot be read".into()).await;
+        return fail(
+            state,
+            &found.message,
+            None,
+            "the stored message cannot be read".into(),
+        )
+        .await;
     };
     if !content.allowed_outside_window()
         && !outbound::window_open(found.conversation.last_inbound_at, db::now())
     {
         return fail(
             state,
-            id,
+            &found.message,
             None,
             "the customer's 24-hour window closed before the message's turn came; send a template"
                 .into(),
@@ -351,7 +363,7 @@ pub(super) async fn handle(
     let Some(token) = token else {
         return fail(
             state,
-            id,
+            &found.message,
             None,
             format!(
                 "the number's WhatsApp account has no usable token. {}",
@@ -364,7 +376,15 @@ pub(super) async fn handle(
     let recipient = match (&found.customer.phone, &found.customer.user_id) {
         (Some(phone), _) => Recipient::Phone(phone.clone()),
         (None, Some(user_id)) => Recipient::Bsuid(user_id.clone()),
-        (None, None) => return fail(state, id, None, "the customer has no address".into()).await,
+        (None, None) => {
+            return fail(
+                state,
+                &found.message,
+                None,
+                "the customer has no address".into(),
+            )
+            .await
+        }
     };
     let keys = pace_keys(found.number.id, found.customer.id);
     if !still_ours(state, job.id, owner).await? {
@@ -380,13 +400,17 @@ pub(super) async fn handle(
     let body = content.meta_body(&recipient);
     let meta_id = found.number.meta_phone_number_id.clone();
     let sent = state.meta.send_message(&token, &meta_id, &body).await;
+    let (sent_row, number) = (found.message.clone(), found.number.id);
     let err = match sent {
         Ok(sent) => {
             state
                 .db
                 .run(move |conn| {
-                    convs::set_sent(conn, id, &sent.message_id, db::now())
-                        .map_err(ServiceError::from)
+                    write_tx(conn, |conn| {
+                        convs::set_sent(conn, id, &sent.message_id, db::now())?;
+                        let kind = EventKind::MessageSent;
+                        events::message(conn, &sent_row, Some(number), kind, MessageStatus::Sent)
+                    })
                 })
                 .await?;
             return Ok(Outcome::Done(None));
@@ -444,7 +468,7 @@ pub(super) async fn handle(
     } else {
         format!("{err}; Meta may have sent it, so it is not sent again")
     };
-    fail(state, id, code, why).await
+    fail(state, &found.message, code, why).await
 }
 
 /// A send job that is given up leaves its message failed, with the reason.
@@ -457,7 +481,7 @@ pub(super) fn give_up(
     if let Ok(id) = payload.parse::<MessageId>() {
         if let Some(row) = convs::message_by_id(conn, id)? {
             if row.status == MessageStatus::Queued {
-                convs::set_status(conn, id, MessageStatus::Failed, Some((None, error)), now)?;
+                failed(conn, &row, None, error, now)?;
             }
         }
     }

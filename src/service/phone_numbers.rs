@@ -234,6 +234,12 @@ pub async fn assign_inbound_agent(
                 &detail,
             );
             audit::insert(conn, &row)?;
+            super::events::emit(
+                conn,
+                ws,
+                crate::domain::EventKind::InboundAgentChanged,
+                serde_json::json!({"number_id": number_id, "agent_id": agent_id}),
+            )?;
             load(conn, ws, number_id)
         })
     })

@@ -15,6 +15,7 @@ use crate::db::models::{AccountRow, MetaFields, RegistrationAttemptRow};
 use crate::db::{self, accounts, phone_numbers as numbers, registration, write_tx};
 use crate::domain::phone_number::THROUGHPUT_NOT_APPLICABLE;
 use crate::domain::registration::{backoff, lease, WindowUse};
+use crate::domain::EventKind;
 use crate::domain::{
     AttemptId, AttemptOutcome, LeaseOwner, PhoneNumberId, PlatformType, QualityEventSource,
     RegistrationState,
@@ -186,6 +187,8 @@ async fn register_claimed(
                         numbers::finish_registration(
                             conn, current.id, owner, registered, None, now,
                         )?;
+                        let data = serde_json::json!({"number_id": current.id});
+                        super::events::emit(conn, &ws, EventKind::RegistrationSucceeded, data)?;
                         load(conn, &ws, current.id)
                     })
                 })
@@ -252,6 +255,8 @@ async fn claim(
                 if !numbers::claim_registration(conn, &ws, id, owner, now, now + lease)? {
                     return Err(ServiceError::RegistrationInProgress { display });
                 }
+                let data = serde_json::json!({"number_id": id});
+                super::events::emit(conn, &ws, EventKind::RegistrationStarted, data)?;
                 let window = window_now(conn, id, now)?;
                 let account = accounts::get(conn, &ws, number.row.whatsapp_account_id)?
                     .ok_or_else(|| ServiceError::Internal("number without account".into()))?;
@@ -366,14 +371,18 @@ async fn finish_attempt(
 /// Records the failure on the number and releases its lease, if this click still holds it.
 async fn fail(state: &AppState, claim: &Claim, err: &ServiceError) -> Result<(), ServiceError> {
     let (id, owner, error) = (claim.number.row.id, claim.owner, err.to_string());
+    let ws = claim.number.row.workspace_id.clone();
     let code = err.meta().and_then(MetaError::code);
     state
         .db
         .run(move |conn| {
-            let failed = RegistrationState::Failed;
-            let error = Some((error.as_str(), code));
-            numbers::finish_registration(conn, id, owner, failed, error, db::now())
-                .map_err(ServiceError::from)
+            write_tx(conn, |conn| {
+                let failed = RegistrationState::Failed;
+                let stored = Some((error.as_str(), code));
+                numbers::finish_registration(conn, id, owner, failed, stored, db::now())?;
+                let data = serde_json::json!({"number_id": id, "reason": error});
+                super::events::emit(conn, &ws, EventKind::RegistrationFailed, data)
+            })
         })
         .await?;
     Ok(())

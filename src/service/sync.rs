@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 
-use super::{audit_row, AuditDetail, ServiceError};
+use super::{audit_row, events, AuditDetail, ServiceError};
 use crate::auth::Principal;
 use crate::db::models::{AccountRow, MetaFields, PhoneNumberRow, QualityEventRow};
 use crate::db::{
@@ -18,8 +18,10 @@ use crate::domain::{
     PhoneNumberId, PlatformType, QualityEventId, QualityEventSource, QualityRating,
     RegistrationState, WabaId,
 };
+use crate::domain::{EventKind, WorkspaceId};
 use crate::meta::{MetaError, MetaPhoneNumber};
 use crate::state::AppState;
+use serde_json::json;
 
 /// Slack on top of one page's call: the database work around it.
 const SYNC_LEASE_MARGIN: TimeDelta = TimeDelta::seconds(30);
@@ -241,6 +243,28 @@ pub fn apply_to_row(
         (Some(_), None) => Some("quality_alert_cleared".to_owned()),
         _ => None,
     };
+    let ws = &row.workspace_id;
+    events::emit(
+        conn,
+        ws,
+        EventKind::NumberChanged,
+        json!({"number_id": row.id}),
+    )?;
+    match (&row.quality_alert, &fields.quality_alert) {
+        (None, Some(raised)) => events::emit(
+            conn,
+            ws,
+            EventKind::QualityAlertRaised,
+            json!({"number_id": row.id, "reason": raised.reason}),
+        )?,
+        (Some(_), None) => events::emit(
+            conn,
+            ws,
+            EventKind::QualityAlertCleared,
+            json!({"number_id": row.id}),
+        )?,
+        _ => {}
+    }
     if row.quality_rating != fields.quality_rating || alert.is_some() {
         registration::insert_quality_event(
             conn,
@@ -429,8 +453,10 @@ async fn fetch_and_apply(
     let refresh = counts.added >= REFRESH_STATISTICS_AFTER;
     let mut changes = changes.into_iter().peekable();
     let (account_id, lease) = (account.id, *lease);
+    let ws = account.workspace_id.clone();
     while changes.peek().is_some() {
         let chunk: Vec<Change> = changes.by_ref().take(WRITE_CHUNK).collect();
+        let ws = ws.clone();
         state
             .db
             .run(move |conn| {
@@ -446,7 +472,7 @@ async fn fetch_and_apply(
                     )? {
                         return Err(ServiceError::SyncInProgress);
                     }
-                    write(conn, account_id, chunk, now)
+                    write(conn, &ws, account_id, chunk, now)
                 })
             })
             .await?;
@@ -574,6 +600,7 @@ fn plan(
 /// Writes planned changes (the caller holds the transaction and the lease).
 fn write(
     conn: &mut DbConnection,
+    ws: &WorkspaceId,
     account_id: AccountId,
     changes: Vec<Change>,
     now: NaiveDateTime,
@@ -604,6 +631,17 @@ fn write(
     }
     numbers::insert_many(conn, &inserted)?;
     numbers::mark_removed(conn, &removed, now)?;
+    for row in &inserted {
+        events::emit(
+            conn,
+            ws,
+            EventKind::NumberAdded,
+            json!({"number_id": row.id}),
+        )?;
+    }
+    for id in &removed {
+        events::emit(conn, ws, EventKind::NumberRemoved, json!({"number_id": id}))?;
+    }
     Ok(())
 }
 

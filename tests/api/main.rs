@@ -6,6 +6,7 @@ mod agents;
 mod auth;
 mod contract;
 mod errors;
+mod events;
 mod helpers;
 mod isolation;
 mod meta_client;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::events::Stream;
 use crate::helpers::*;
 use crate::webhooks::{deliver, live_number, wait_for_idle_queue};
 
@@ -125,7 +126,11 @@ async fn text_inside_the_window_goes_once_from_the_agents_number_by_phone_and_by
     let (_, other_meta_id) = live_number(&app, "ws-a", "+1 555-0101").await;
     let agent = outbound_agent(&app, "ws-a", &number).await;
     meta_accepts(&meta, &meta_id).await;
+    let mut stream = Stream::open(&app, &app.editor("ws-a"), None).await;
     customer_writes(&app, &meta_id, "15551230001", chrono::TimeDelta::hours(2)).await;
+    let received = stream.next_of("message.received").await;
+    assert_eq!(received["number_id"], json!(number));
+    assert_eq!(received["status"], "no_agent");
 
     let (status, by_phone) = send(
         &app,
@@ -275,6 +280,9 @@ async fn outside_the_window_text_is_refused_before_meta_and_a_template_goes() {
         "only the templates reached Meta: {bodies:?}"
     );
     assert!(bodies.iter().all(|b| b["type"] == "template"));
+    // Two conversations: their sends may go in either order.
+    let mut bodies = bodies;
+    bodies.sort_by_key(|b| b["template"]["name"] != "order_update");
     assert_eq!(bodies[0]["to"], "+15551230002");
     assert_eq!(bodies[0]["template"]["name"], "order_update");
     assert_eq!(bodies[0]["template"]["language"]["code"], "en_US");

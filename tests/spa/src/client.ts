@@ -20,6 +20,7 @@ export type Message = Schemas["Message"];
 export type PlayedMessage = Schemas["PlayedMessage"];
 export type InboundMessage = Schemas["InboundMessageInput"];
 export type SendMessage = Schemas["SendMessage"];
+export type LiveEvent = Schemas["Event"];
 
 /** The problem bodies an operation documents, by status. */
 type ProblemsOf<Op extends keyof operations> = {
@@ -99,6 +100,16 @@ export class Api {
     );
   }
 
+  /** "Register all pending numbers": what was queued, and what was skipped and why. */
+  registerAll(body: Schemas["RegisterMany"]) {
+    return this.call<Schemas["RegisterManyResult"], "register_phone_numbers">(
+      "register_phone_numbers",
+      "POST",
+      "/api/v1/phone-numbers/register",
+      body,
+    );
+  }
+
   /** The WhatsApp Agent column's modal: assign, or clear with null. */
   assignAgent(number: PhoneNumber["id"], agent: Agent["id"] | null) {
     return this.call<PhoneNumber, "assign_inbound_agent">(
@@ -146,6 +157,37 @@ export class Api {
   /** The agent's Send button: text inside the customer's 24-hour window, else a template. */
   sendMessage(agent: Agent["id"], body: SendMessage) {
     return this.call<Message, "send_agent_message">("send_agent_message", "POST", `/api/v1/agents/${agent}/messages`, body);
+  }
+
+  /**
+   * The live stream (Server-Sent Events over fetch, so the bearer token goes in a header): calls
+   * `on` with each event until it returns true, then closes the stream.
+   */
+  async listen(on: (event: LiveEvent) => boolean, lastEventId?: string): Promise<void> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.token}` };
+    if (lastEventId !== undefined) headers["Last-Event-ID"] = lastEventId;
+    const controller = new AbortController();
+    const response = await fetch(`${this.base}/api/v1/events`, { headers, signal: controller.signal });
+    if (!response.ok || response.body === null) throw new Error(`events: ${response.status}`);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("events: the stream ended");
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = frame.split("\n").find((line) => line.startsWith("data: "));
+        if (data === undefined) continue;
+        if (on(JSON.parse(data.slice(6)) as LiveEvent)) {
+          controller.abort();
+          return;
+        }
+      }
+    }
   }
 
   /** Development mode: play a WhatsApp user writing to one of the numbers. */
@@ -282,5 +324,25 @@ export function sendErrorToast(code: CodeOf<"send_agent_message">): string {
     case "internal_error":
     case "service_unavailable":
       return "Something went wrong; try again.";
+  }
+}
+
+/** Why Register all left a number out, in the table's words. */
+export function skipLine(s: Schemas["SkippedRegistration"]): string {
+  switch (s.reason) {
+    case "not_found":
+      return "No longer exists";
+    case "removed":
+      return "Removed in Meta";
+    case "coexistence":
+      return "On the WhatsApp Business app: Meta registered it";
+    case "already_registered":
+      return "Already registered";
+    case "in_progress":
+      return "Being registered";
+    case "account_needs_reconnect":
+      return "Reconnect the account first";
+    case "limit_reached":
+      return `Meta's limit: try again in ${Math.ceil((s.retry_after_seconds ?? 0) / 3600)} h`;
   }
 }

@@ -7,6 +7,7 @@ import {
   agentCell,
   registerErrorToast,
   sendErrorToast,
+  skipLine,
   statusLine,
   type Message,
   type PhoneNumber,
@@ -70,7 +71,14 @@ const found = await ok(api.searchAgents("smoke AGENT"), "search agents");
 expect(found.data.some((a) => a.id === agent.id), "search is case-insensitive, anywhere in the name");
 const target = usable.data[0];
 expect(target !== undefined, "a usable number");
+// The dashboard never needs a refresh: an open stream shows the assignment as it happens.
+const live = api.listen((e) => e.type === "inbound_agent.changed" && e.number_id === target.id && e.agent_id === agent.id);
+await new Promise((r) => setTimeout(r, 300));
 const assigned = await ok(api.assignAgent(target.id, agent.id), "assign");
+await Promise.race([
+  live,
+  new Promise((_, reject) => setTimeout(() => reject(new Error("expected: the assignment on the live stream")), 5000)),
+]);
 expect(assigned.inbound_agent?.id === agent.id, "the agent answers the number");
 
 // The inbound loop: a WhatsApp user writes (through the signed webhook pipeline), the agent answers.
@@ -130,6 +138,10 @@ expect(registered.value.can_assign_inbound_agent && !registered.value.can_regist
 const again = await api.register(offCloud.id);
 expect(!again.ok && again.problem.code === "already_registered", "a second click is refused");
 expect(!again.ok && again.problem.phone_number?.id === offCloud.id, "the error carries the number as it now is");
+
+// Register all: the coexistence number is left out and says why; the rest is queued.
+const all = await ok(api.registerAll({ all_pending: true }), "register all");
+expect(all.skipped.some((s) => s.reason === "coexistence" && skipLine(s).length > 0), "coexistence is skipped with its reason");
 
 // Add Phone Number with a system-user token: the answer lists the numbers it added.
 const connected = await ok(api.connect({ waba_id: `7${Date.now()}`, access_token: "sandbox-token" }), "connect");
