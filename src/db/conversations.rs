@@ -129,6 +129,27 @@ pub fn conversation_of(
         .optional()
 }
 
+/// Starts the conversation of `customer` on `number`.
+pub fn new_conversation(
+    conn: &mut DbConnection,
+    workspace: &WorkspaceId,
+    number: PhoneNumberId,
+    customer: CustomerId,
+    now: NaiveDateTime,
+) -> QueryResult<ConversationRow> {
+    let row = ConversationRow {
+        id: ConversationId::random(),
+        workspace_id: workspace.clone(),
+        number_id: number,
+        customer_id: customer,
+        last_inbound_at: None,
+        last_message_at: now,
+        created_at: now,
+    };
+    insert_conversation(conn, &row)?;
+    Ok(row)
+}
+
 pub fn insert_conversation(conn: &mut DbConnection, row: &ConversationRow) -> QueryResult<usize> {
     diesel::insert_into(conversations::table)
         .values(row)

@@ -106,11 +106,14 @@ impl Hub {
         self.clients.load(Ordering::Relaxed)
     }
 
-    /// Reads and broadcasts new events until the process ends.
+    /// Reads and broadcasts new events until the process ends; while no client listens it reads
+    /// nothing (it goes on from where it was when one comes).
     pub async fn run(self: Arc<Self>, db: Db) {
         loop {
-            if let Err(err) = self.poll(&db).await {
-                tracing::warn!(error = %err, "reading events failed");
+            if self.clients() > 0 {
+                if let Err(err) = self.poll(&db).await {
+                    tracing::warn!(error = %err, "reading events failed");
+                }
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
@@ -192,8 +195,8 @@ pub async fn subscribe(
     };
     let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
     let (db, hub) = (db.clone(), hub.clone());
+    hub.clients.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        hub.clients.fetch_add(1, Ordering::Relaxed);
         let _ = serve(&db, workspace, start, live, &sender).await;
         hub.clients.fetch_sub(1, Ordering::Relaxed);
     });

@@ -24,8 +24,8 @@ use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
 use crate::db::{self, phone_numbers as numbers, write_tx, DbConnection, DbUrl};
 use crate::domain::webhook::{self, InboundMessage, NewJob};
 use crate::domain::{
-    ConversationId, CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection,
-    MessageId, MessageStatus, MetaPhoneNumberId, PhoneNumberId,
+    CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection, MessageId,
+    MessageStatus, MetaPhoneNumberId, PhoneNumberId,
 };
 use crate::state::AppState;
 
@@ -811,19 +811,7 @@ fn store_inbound(
     };
     let conversation = match convs::conversation_of(conn, number.id, customer.id)? {
         Some(c) => c,
-        None => {
-            let row = ConversationRow {
-                id: ConversationId::random(),
-                workspace_id: ws.clone(),
-                number_id: number.id,
-                customer_id: customer.id,
-                last_inbound_at: None,
-                last_message_at: now,
-                created_at: now,
-            };
-            convs::insert_conversation(conn, &row)?;
-            row
-        }
+        None => convs::new_conversation(conn, &ws, number.id, customer.id, now)?,
     };
     let sent_at = unix(message.timestamp).unwrap_or(now);
     let row = match convs::message_by_wamid(conn, &message.wamid)? {

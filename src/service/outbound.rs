@@ -21,8 +21,8 @@ use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
 use crate::db::{self, write_tx, DbConnection};
 use crate::domain::outbound::{self, Content, Pace, Recipient, PAIR_PACE};
 use crate::domain::{
-    AgentId, ConversationId, CustomerId, EventKind, JobKind, JobState, LeaseOwner,
-    MessageDirection, MessageId, MessageStatus, PhoneNumberId,
+    AgentId, CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection, MessageId,
+    MessageStatus, PhoneNumberId,
 };
 use crate::meta::error::codes;
 use crate::meta::MetaError;
@@ -103,19 +103,7 @@ fn enqueue(
     };
     let conversation = match conversation {
         Some(c) => c,
-        None => {
-            let row = ConversationRow {
-                id: ConversationId::random(),
-                workspace_id: ws.clone(),
-                number_id: number.id,
-                customer_id: customer.id,
-                last_inbound_at: None,
-                last_message_at: now,
-                created_at: now,
-            };
-            convs::insert_conversation(conn, &row)?;
-            row
-        }
+        None => convs::new_conversation(conn, ws, number.id, customer.id, now)?,
     };
     let message = MessageRow {
         id: MessageId::random(),

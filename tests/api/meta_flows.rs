@@ -2197,3 +2197,103 @@ async fn concurrent_clicks_with_one_key_make_one_call_and_get_one_answer() {
     assert_eq!(later.status(), 200);
     assert_eq!(later.headers()["idempotent-replayed"], "true");
 }
+
+#[tokio::test]
+async fn register_all_registers_every_eligible_number_once_through_metas_api() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![
+            node("8101", "+1 555-000-8101", "ON_PREMISE", "GREEN"),
+            node("8102", "+1 555-000-8102", "NOT_APPLICABLE", "GREEN"),
+            node("8103", "+1 555-000-8103", "CLOUD_API", "GREEN"),
+        ],
+    )
+    .await;
+    // 8101 succeeds after one transient error; 8102 is refused for good (not verified).
+    mount_register(
+        &server,
+        "8101",
+        meta_error(503, 2, "Service temporarily unavailable", true),
+        Some(1),
+    )
+    .await;
+    mount_register(&server, "8101", ok(), None).await;
+    mount_register(
+        &server,
+        "8102",
+        meta_error(
+            400,
+            133006,
+            "(#133006) Phone number needs to be verified",
+            false,
+        ),
+        None,
+    )
+    .await;
+    mount_reread(&server, "8101", "+1 555-000-8101").await;
+    let ids = [
+        number_id(&app, &token, "8101").await,
+        number_id(&app, &token, "8102").await,
+        number_id(&app, &token, "8103").await,
+    ];
+    let answer = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/register",
+            Some(&token),
+            Some(json!({"all_pending": true})),
+        )
+        .await;
+    assert_eq!(answer.status(), 202);
+    let answer: Value = answer.json().await.unwrap();
+    let queued: Vec<&str> = answer["queued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(queued.len(), 2, "{answer}");
+    assert!(queued.contains(&ids[0].as_str()) && queued.contains(&ids[1].as_str()));
+    assert_eq!(
+        answer["skipped"],
+        json!([]),
+        "a number on the Cloud API is not pending"
+    );
+    let outcome = |id: &str| {
+        let (app, token, id) = (&app, &token, id.to_owned());
+        async move {
+            for _ in 0..400 {
+                let n = app
+                    .get_json(&format!("/api/v1/phone-numbers/{id}"), token)
+                    .await;
+                let state = n["registration"]["state"].as_str().unwrap().to_owned();
+                if state == "registered" || state == "failed" {
+                    return n;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("{id} never finished registering");
+        }
+    };
+    let first = outcome(&ids[0]).await;
+    assert_eq!(first["platform_type"], "CLOUD_API");
+    assert_eq!(first["registration"]["state"], "registered");
+    let second = outcome(&ids[1]).await;
+    assert_eq!(second["registration"]["state"], "failed");
+    assert_eq!(second["registration"]["last_error_code"], 133006);
+    assert_eq!(
+        register_calls(&server, "8101").await.len(),
+        2,
+        "one transient error, then once"
+    );
+    assert_eq!(
+        register_calls(&server, "8102").await.len(),
+        1,
+        "a refusal that needs a person is not retried"
+    );
+    assert!(register_calls(&server, "8103").await.is_empty());
+    // Each call is in the number's ledger, within Meta's window.
+    assert_eq!(app.ledger(&token, &ids[0]).await.len(), 2);
+    assert_eq!(app.ledger(&token, &ids[1]).await.len(), 1);
+}
