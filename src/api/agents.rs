@@ -259,7 +259,7 @@ pub async fn set_whatsapp_outbound_number(
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`no_outbound_number` (pick one first), `number_not_cloud_api` or `number_removed` (the outbound number can no longer send), or `idempotency_key_in_progress`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_outbound_number` (pick one first), `number_not_cloud_api` or `number_removed` (the outbound number can no longer send), `account_needs_reconnect` (Meta rejected the number's account token), or `idempotency_key_in_progress`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`outside_service_window`: the customer has not written in 24 hours, send a template; or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

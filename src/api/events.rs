@@ -24,8 +24,8 @@ use crate::state::AppState;
 pub struct Event {
     /// Ever increasing; send the last one seen as `Last-Event-ID` when reconnecting.
     pub id: i64,
-    /// What happened; `reset` (not a member of the list) means events since `Last-Event-ID` are no
-    /// longer kept: reload the screen, then listen on.
+    /// What happened; `reset` means events since `Last-Event-ID` are no longer kept: reload the
+    /// screen, then listen on.
     pub r#type: EventKind,
     /// When it happened (RFC 3339, UTC).
     pub at: String,

@@ -440,6 +440,9 @@ text_enum! {
         MessageSent = "message.sent",
         /// A message's status moved on (`delivered`, `read`, `failed`, ...).
         MessageStatusChanged = "message.status_changed",
+        /// Sent first on a stream whose `Last-Event-ID` is too old (its events were cleared):
+        /// reload the screen, then listen on.
+        Reset = "reset",
     }
 }
 

@@ -228,9 +228,10 @@ async fn serve(
     let mut sent = match start {
         Start::From(id) => id,
         Start::Reset(head) => {
-            let data = json!({"id": head, "type": "reset", "reason": "Events since your Last-Event-ID are no longer kept: reload, then listen on."});
+            let kind = EventKind::Reset;
+            let data = json!({"id": head, "type": kind, "reason": "Events since your Last-Event-ID are no longer kept: reload, then listen on."});
             send(Bytes::from(format!(
-                "id: {head}\nevent: reset\ndata: {data}\n\n"
+                "id: {head}\nevent: {kind}\ndata: {data}\n\n"
             )))
             .await?;
             head

@@ -21,8 +21,8 @@ use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
 use crate::db::{self, write_tx, DbConnection};
 use crate::domain::outbound::{self, Content, Pace, Recipient, PAIR_PACE};
 use crate::domain::{
-    AgentId, CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection, MessageId,
-    MessageStatus, PhoneNumberId,
+    AccountStatus, AgentId, CustomerId, EventKind, JobKind, JobState, LeaseOwner, MessageDirection,
+    MessageId, MessageStatus, PhoneNumberId,
 };
 use crate::meta::error::codes;
 use crate::meta::MetaError;
@@ -69,6 +69,10 @@ fn enqueue(
         }
     })?;
     super::phone_numbers::facts(&number).ensure_usable_for_agents()?;
+    // Meta would refuse a send with a token it rejected: say so now.
+    let account = db::accounts::get(conn, ws, number.whatsapp_account_id)?
+        .filter(|a| a.status == AccountStatus::Connected && a.access_token_enc.is_some())
+        .ok_or(ServiceError::AccountNeedsReconnect)?;
     let (user_id, phone) = match to {
         Recipient::Phone(digits) => (None, Some(digits.as_str())),
         Recipient::Bsuid(id) => (Some(id.as_str()), None),
@@ -131,7 +135,6 @@ fn enqueue(
     convs::touch_conversation(conn, &conversation, now, false)?;
     let kind = EventKind::MessageQueued;
     events::message(conn, &message, Some(number.id), kind, MessageStatus::Queued)?;
-    let account = db::accounts::get(conn, ws, number.whatsapp_account_id)?;
     let dedup = format!("send:{}", message.id);
     let order = format!("send:{}", conversation.id);
     let payload = message.id.to_string();
@@ -140,7 +143,7 @@ fn enqueue(
         &[NewJobRow {
             dedup_key: &dedup,
             kind: JobKind::Send,
-            waba_id: account.as_ref().map(|a| a.waba_id.0.as_str()),
+            waba_id: Some(account.waba_id.0.as_str()),
             meta_phone_number_id: Some(number.meta_phone_number_id.0.as_str()),
             order_key: Some(&order),
             payload: &payload,

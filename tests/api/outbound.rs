@@ -344,6 +344,18 @@ async fn a_send_without_a_usable_number_or_with_bad_input_is_refused_and_changes
         assert_eq!(status, 400, "{bad}: {problem}");
         assert_eq!(problem["code"], "validation_failed");
     }
+    // Meta rejected the account's token: reconnect first.
+    app.raw_connection()
+        .batch_execute("UPDATE whatsapp_accounts SET status = 'needs_reconnect'")
+        .unwrap();
+    let (status, problem) = send(&app, "ws-a", &agent, message.clone()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("account_needs_reconnect"))
+    );
+    app.raw_connection()
+        .batch_execute("UPDATE whatsapp_accounts SET status = 'connected'")
+        .unwrap();
     // The number stops being usable: removed in Meta, or no longer on the Cloud API.
     app.raw_connection()
         .batch_execute(&format!(

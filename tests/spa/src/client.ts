@@ -311,6 +311,8 @@ export function sendErrorToast(code: CodeOf<"send_agent_message">): string {
       return "The outbound number is not on the Cloud API; register it first.";
     case "number_removed":
       return "The outbound number was removed in Meta; pick another.";
+    case "account_needs_reconnect":
+      return "Reconnect the number's WhatsApp account first.";
     case "agent_not_found":
       return "This agent no longer exists.";
     case "idempotency_key_in_progress":
