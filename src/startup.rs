@@ -107,6 +107,9 @@ impl Application {
                 .default_service(web::to(api::fallback))
         })
         .workers(settings.http_workers)
+        // Signals are ours (`run_until_stopped`): streams and workers stop first.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)
         .map_err(|e| e.to_string())?
         .run();
@@ -126,27 +129,48 @@ impl Application {
         &self.state
     }
 
-    /// Serves until stopped; also runs the background sync when `SYNC_INTERVAL_SECONDS` > 0.
+    /// Serves until SIGTERM, SIGINT or `state().shutdown.begin()`; also runs the background sync
+    /// (when `SYNC_INTERVAL_SECONDS` > 0), the webhook workers and the live stream's reader. On
+    /// stopping: no new connections, open streams end, each worker finishes the job in hand and
+    /// hands back the jobs it claimed (leases released), requests in flight get
+    /// [`SHUTDOWN_GRACE`] to finish; then the pool closes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let interval = self.state.settings.sync_interval_seconds;
+        let state = self.state.clone();
+        let interval = state.settings.sync_interval_seconds;
         let background = (interval > 0).then(|| {
             tokio::spawn(crate::service::sync::run_periodic(
-                self.state.clone(),
+                state.clone(),
                 Duration::from_secs(interval),
             ))
         });
-        let workers = self.state.settings.webhook_workers;
-        let inbound = (workers > 0).then(|| {
-            tokio::spawn(crate::service::inbound::run_workers(
-                self.state.clone(),
-                workers,
-            ))
-        });
-        let events = Some(tokio::spawn(
-            self.state.events.clone().run(self.state.db.clone()),
-        ));
+        let workers = state.settings.webhook_workers;
+        let inbound = (workers > 0)
+            .then(|| tokio::spawn(crate::service::inbound::run_workers(state.clone(), workers)));
+        let events = tokio::spawn(state.events.clone().run(state.db.clone()));
+        let handle = self.server.handle();
+        let stopper = {
+            let shutdown = state.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop_signal() => {}
+                    _ = shutdown.wait() => {}
+                }
+                tracing::info!("stopping: streams end, workers hand back their jobs");
+                shutdown.begin();
+                handle.stop(true).await;
+            })
+        };
         let result = self.server.await;
-        for task in [background, inbound, events].into_iter().flatten() {
+        state.shutdown.begin();
+        if let Some(inbound) = inbound {
+            if tokio::time::timeout(SHUTDOWN_GRACE, inbound).await.is_err() {
+                tracing::warn!("a webhook job outlasted the shutdown grace; its lease will lapse and another worker take it");
+            }
+        }
+        for task in [background, Some(events), Some(stopper)]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         result
@@ -185,6 +209,32 @@ async fn to_swagger() -> HttpResponse {
 }
 
 /// Logs to stderr; `RUST_LOG` sets the level (default `info`).
+/// How long requests in flight and the job in each worker's hands get to finish when stopping.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -13,6 +13,35 @@ use crate::meta::MetaApi;
 use crate::metrics::{CountingMeta, Metrics};
 use crate::service::ServiceError;
 
+/// The process is stopping: the server stops taking requests, streams end, and background workers
+/// finish the job in hand and hand back the rest (their leases released), for another instance or
+/// the next start.
+#[derive(Clone)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Shutdown {
+    /// Starts stopping (a signal, or a test).
+    pub fn begin(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once stopping has begun.
+    pub async fn wait(&self) {
+        let mut receiver = self.0.subscribe();
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+}
+
 /// Shared application state, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -33,6 +62,7 @@ pub struct AppState {
     pub agent_http: crate::service::responders::AgentHttp,
     /// The live stream's reader and broadcast (`GET /api/v1/events`).
     pub events: Arc<crate::service::events::Hub>,
+    pub shutdown: Shutdown,
     known_workspaces: Arc<Mutex<HashSet<WorkspaceId>>>,
 }
 
@@ -62,6 +92,7 @@ impl AppState {
             webhook_secret,
             agent_http,
             events: Arc::default(),
+            shutdown: Shutdown::default(),
             known_workspaces: Arc::default(),
         }
     }

@@ -107,7 +107,14 @@ pub async fn stream_events(
                 })?,
         ),
     };
-    let stream = service::subscribe(&state.db, &state.events, caller.workspace_id, last).await?;
+    let stream = service::subscribe(
+        &state.shutdown,
+        &state.db,
+        &state.events,
+        caller.workspace_id,
+        last,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))

@@ -172,6 +172,7 @@ impl EventStream {
 /// Opens a stream of `workspace`'s events: those after `last_event_id` (when given), then new
 /// ones as they happen.
 pub async fn subscribe(
+    shutdown: &crate::state::Shutdown,
     db: &Db,
     hub: &Arc<Hub>,
     workspace: WorkspaceId,
@@ -194,10 +195,10 @@ pub async fn subscribe(
         Some(id) => Start::From(id),
     };
     let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
-    let (db, hub) = (db.clone(), hub.clone());
+    let (db, hub, shutdown) = (db.clone(), hub.clone(), shutdown.clone());
     hub.clients.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        let _ = serve(&db, workspace, start, live, &sender).await;
+        let _ = serve(&shutdown, &db, workspace, start, live, &sender).await;
         hub.clients.fetch_sub(1, Ordering::Relaxed);
     });
     Ok(EventStream { receiver })
@@ -214,6 +215,7 @@ enum Start {
 struct Gone;
 
 async fn serve(
+    shutdown: &crate::state::Shutdown,
     db: &Db,
     workspace: WorkspaceId,
     start: Start,
@@ -246,6 +248,8 @@ async fn serve(
                 continue;
             }
             _ = out.closed() => return Err(Gone),
+            // The process is stopping: end the stream (the client reconnects elsewhere).
+            _ = shutdown.wait() => return Ok(()),
         };
         match next {
             Ok(frame) => {

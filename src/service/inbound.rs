@@ -220,7 +220,7 @@ fn lease_length(state: &AppState) -> chrono::TimeDelta {
 async fn work(state: AppState) {
     let owner = LeaseOwner::random();
     let mut pruned_at = tokio::time::Instant::now();
-    loop {
+    while !state.shutdown.is_stopping() {
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = tokio::time::Instant::now();
             if let Err(err) = prune_finished(&state, db::now()).await {
@@ -247,12 +247,29 @@ async fn work(state: AppState) {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(POLL_EVERY) => {}
+                _ = state.shutdown.wait() => {}
             }
             continue;
         }
         for job in jobs {
-            run_job(&state, job, owner).await;
+            if state.shutdown.is_stopping() {
+                hand_back(&state, job.id, owner).await;
+            } else {
+                run_job(&state, job, owner).await;
+            }
         }
+    }
+}
+
+/// Gives a claimed job back at once, its attempt not counted (the process is stopping).
+async fn hand_back(state: &AppState, id: i64, owner: LeaseOwner) {
+    let released = state
+        .db
+        .run(move |conn| jobs::postpone(conn, id, owner, db::now()).map_err(ServiceError::from))
+        .await;
+    if let Err(err) = released {
+        // Its lease lapses instead, and another worker takes it then.
+        tracing::warn!(job = id, error = %err, "handing back a job failed");
     }
 }
 

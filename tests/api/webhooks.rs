@@ -1376,3 +1376,73 @@ async fn a_quality_drop_raises_an_alert_the_table_filters_on_and_recovery_clears
         ]
     );
 }
+
+#[tokio::test]
+async fn stopping_hands_back_claimed_jobs_and_another_instance_answers_them_once() {
+    // A slow agent: each answer takes half a second, so the workers hold claimed jobs.
+    let (first, meta, hook, meta_id) = app_with_hook_agent(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"text": "on it"}))
+            .set_delay(Duration::from_millis(500)),
+    )
+    .await;
+    for customer in 0..8 {
+        let delivery = text_message(
+            &meta_id,
+            &format!("wamid.S{customer}"),
+            &format!("155500001{customer:02}"),
+            "hello",
+        );
+        assert_eq!(deliver(&first, &delivery).await.status(), 200);
+    }
+    for _ in 0..400 {
+        if !hook
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.state.shutdown.begin();
+    // The jobs in hand finish; the ones claimed but not begun go back at once, not when their
+    // leases (minutes) lapse.
+    let count = |state: &str| -> i64 {
+        whatsapp_numbers::db::schema::webhook_jobs::table
+            .filter(whatsapp_numbers::db::schema::webhook_jobs::state.eq(state))
+            .count()
+            .get_result(&mut first.raw_connection())
+            .unwrap()
+    };
+    let mut running = i64::MAX;
+    for _ in 0..300 {
+        running = count("running");
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(running, 0, "nothing is left held by the stopped instance");
+    let handed_back = count("queued");
+    assert!(handed_back > 0, "some jobs were handed back");
+    assert_eq!(count("dead"), 0);
+    // Another instance on the same database answers the rest; each customer once.
+    let uri = meta.uri();
+    let second = spawn_app_beside(&first, |s| {
+        s.meta_app = first.state.settings.meta_app.clone();
+        s.meta_graph_url = uri;
+        s.agent_url_allow_private = true;
+    })
+    .await;
+    wait_for_idle_queue(&second).await;
+    let sent = sent_texts(&meta).await;
+    let mut to: Vec<String> = sent
+        .iter()
+        .map(|b| b["to"].as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    let expected: Vec<String> = (0..8).map(|c| format!("+155500001{c:02}")).collect();
+    assert_eq!(to, expected, "every customer answered once");
+}
