@@ -24,7 +24,12 @@ WORKDIR /data
 ENV BIND_ADDR=0.0.0.0:8080 \
     DATA_DIR=/data \
     RUST_LOG=info
-# Probes: GET /healthz (process up), GET /readyz (database reachable).
+# Probes: GET /healthz (process up), GET /readyz (database reachable). The image has no curl:
+# the binary asks its own /healthz.
 EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/whatsapp-numbers", "health"]
+# SIGTERM stops it gracefully (streams end, claimed jobs are handed back).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/whatsapp-numbers"]
 CMD ["serve"]

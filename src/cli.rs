@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `openapi`, `token`.
+//! The command line: `serve` (default), `migrate`, `openapi`, `token`, `health`.
 
 use crate::domain::Role;
 
@@ -9,6 +9,8 @@ pub enum Command {
     Migrate,
     OpenApi,
     Token(TokenArgs),
+    /// Asks the server at `BIND_ADDR` whether it is up (the container's HEALTHCHECK).
+    Health,
     Help,
 }
 
@@ -31,6 +33,7 @@ USAGE:
     whatsapp-numbers token [--workspace ID] [--sub NAME] [--role editor|viewer] [--ttl-hours N]
                                  print a bearer token signed with AUTH_JWT_SECRET
                                  (defaults: workspace demo, sub demo-admin, role editor, 720 hours)
+    whatsapp-numbers health      exit 0 if the server at BIND_ADDR answers GET /healthz with 200
 
 Configuration comes from the environment; see README.md.";
 
@@ -51,6 +54,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "serve" => no_options(Command::Serve),
         "migrate" => no_options(Command::Migrate),
         "openapi" => no_options(Command::OpenApi),
+        "health" => no_options(Command::Health),
         "-h" | "--help" | "help" => Ok(Command::Help),
         "token" => parse_token(rest).map(Command::Token),
         other => Err(format!("unknown command `{other}`")),
@@ -104,6 +108,8 @@ mod tests {
     fn serve_is_the_default() {
         assert_eq!(parse(&[]).unwrap(), Command::Serve);
         assert_eq!(parse(&args(&["openapi"])).unwrap(), Command::OpenApi);
+        assert_eq!(parse(&args(&["health"])).unwrap(), Command::Health);
+        assert!(parse(&args(&["health", "--x"])).is_err());
         assert!(parse(&args(&["bogus"])).is_err());
     }
 

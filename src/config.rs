@@ -7,6 +7,9 @@ use crate::crypto::SecretBox;
 use crate::db::DbUrl;
 use crate::domain::MetaMode;
 
+/// Where the server listens unless `BIND_ADDR` says otherwise.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+
 /// Default Graph API base URL.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 /// Default Graph API version.
@@ -170,7 +173,7 @@ impl Settings {
         }
         Ok(Settings {
             database_url,
-            bind_addr: var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            bind_addr: var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.into()),
             data_dir,
             auth_jwt_secret,
             auth_jwt_issuer: var("AUTH_JWT_ISSUER"),

@@ -43,6 +43,12 @@ fn run(command: Command) -> Result<(), String> {
                 )
             );
         }
+        Command::Health => {
+            // Only the address: no secrets or database are needed to ask.
+            let bind_addr = std::env::var("BIND_ADDR")
+                .unwrap_or_else(|_| whatsapp_numbers::config::DEFAULT_BIND_ADDR.into());
+            health(&bind_addr)?;
+        }
         Command::Migrate => {
             init_tracing();
             let settings = Settings::from_env()?;
@@ -110,4 +116,44 @@ fn development_banner(settings: &Settings) -> String {
         "=".repeat(72),
     ];
     lines.join("\n")
+}
+
+/// `GET /healthz` on the server at `bind_addr` (a wildcard address is asked on loopback), with a
+/// short timeout; Ok when it answers 200.
+fn health(bind_addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let mut addr: SocketAddr = bind_addr
+        .parse()
+        .map_err(|e| format!("BIND_ADDR {bind_addr}: {e}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+    if &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        Err(format!(
+            "/healthz answered {}",
+            String::from_utf8_lossy(&head[9..12])
+        ))
+    }
 }
