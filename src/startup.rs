@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Service;
-use actix_web::middleware::Logger;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tracing::Instrument;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api;
@@ -87,14 +88,33 @@ impl Application {
             App::new()
                 .wrap_fn(move |req, srv| {
                     let metrics = metrics.clone();
+                    let id = api::request_id::of(req.headers());
+                    let span = tracing::info_span!("request", request_id = %id);
+                    let (method, path) = (req.method().clone(), req.path().to_owned());
+                    let started = std::time::Instant::now();
                     let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        metrics.http_response(response.status().as_u16());
+                    let echoed = id.clone();
+                    let handled = async move {
+                        let mut response = response.await?;
+                        let status = response.status().as_u16();
+                        metrics.http_response(status);
+                        let route = response.request().match_pattern().unwrap_or(path);
+                        tracing::info!(
+                            %method,
+                            route,
+                            status,
+                            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "request"
+                        );
+                        if let Ok(value) = HeaderValue::from_str(&echoed) {
+                            response
+                                .headers_mut()
+                                .insert(HeaderName::from_static("x-request-id"), value);
+                        }
                         Ok(response)
-                    }
+                    };
+                    api::request_id::scope(id, handled).instrument(span)
                 })
-                .wrap(Logger::new("%r %s %b %Dms"))
                 .app_data(data.clone())
                 // Before the `/api/v1` scope, which would otherwise claim `/api/v1/openapi.json`.
                 .service(
@@ -235,11 +255,22 @@ async fn stop_signal() {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): one JSON object per line when
+/// `LOG_FORMAT=json` (with the request's span, so its `request_id`), else readable text.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }

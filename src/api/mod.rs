@@ -13,6 +13,7 @@ pub mod me;
 pub mod openapi;
 pub mod phone_numbers;
 pub mod problem;
+pub mod request_id;
 pub mod sandbox;
 mod time;
 pub mod types;

@@ -310,6 +310,9 @@ pub struct Problem {
     /// On Register's errors: the number as it now is, so a failed click needs no second request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<Box<super::types::PhoneNumber>>,
+    /// The request's id (also in the `X-Request-Id` header): quote it when asking for support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -324,6 +327,7 @@ impl Problem {
             retryable: None,
             retry_after_seconds: None,
             phone_number: None,
+            request_id: super::request_id::current(),
         }
     }
 

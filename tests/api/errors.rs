@@ -251,3 +251,47 @@ async fn connections_the_database_closed_are_dropped_not_handed_out_again() {
     assert!(failed <= pool, "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_request_id_and_problems_repeat_it() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    // The caller's id is kept.
+    let response = app
+        .client
+        .get(format!("{}/api/v1/phone-numbers/not-a-uuid", app.address))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "support-case-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "support-case-7");
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["request_id"], "support-case-7");
+    // None, or one that could break a log line: a new one, the same in header and body.
+    for sent in [None, Some("two words")] {
+        let mut request = app.client.get(format!("{}/api/v1/me", app.address));
+        if let Some(id) = sent {
+            request = request.header("X-Request-Id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let header = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(header.len(), 32, "{header}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["request_id"], header.as_str());
+    }
+    // Successes carry it too.
+    let ok = app
+        .client
+        .get(format!("{}/api/v1/me", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("x-request-id"));
+}
