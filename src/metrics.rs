@@ -1,115 +1,316 @@
-//! Prometheus counters: HTTP responses by status class, database statements, and calls to Meta by
-//! operation and outcome (a decorator around the Meta client).
+//! The service's metrics, through `prometheus-client` (OpenMetrics text at `/metrics`):
+//!
+//! - HTTP requests by method, route template and status, with latency histograms by route;
+//! - SQL statements run;
+//! - webhook deliveries: accepted, refused (signature), jobs new and duplicate (redeliveries);
+//! - the job queue by state, and the age of the oldest queued job (read at scrape time);
+//! - inbound-to-reply latency by responder kind;
+//! - calls to Meta by operation, outcome and Meta's error code, with latency by operation;
+//! - registration attempts by outcome;
+//! - open live-stream clients.
+//!
+//! Labels are bounded: route templates (never raw paths), Meta's operations and codes, a few
+//! outcome words. Nothing is labelled per number or per customer.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use crate::meta::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
 
-/// Counters shared by the whole process.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetaCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+    /// Meta's error code; empty when Meta gave none (success, network).
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The process's metrics.
 pub struct Metrics {
-    http: [AtomicU64; 5],
-    /// Webhook jobs taken in (messages, statuses, changes), redeliveries included.
-    webhook_jobs: AtomicU64,
-    /// Deliveries refused for a missing or wrong signature.
-    webhook_rejected: AtomicU64,
-    meta_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Histograms<RouteLabels>,
+    db_statements: Counter,
+    webhook_deliveries: Counter,
+    webhook_rejected: Counter,
+    webhook_jobs: Counter,
+    webhook_duplicates: Counter,
+    jobs: Family<StateLabels, Gauge>,
+    oldest_queued_seconds: Gauge,
+    reply_seconds: Histograms<KindLabels>,
+    meta_calls: Family<MetaCallLabels, Counter>,
+    meta_seconds: Histograms<OperationLabels>,
+    registration_attempts: Family<OutcomeLabels, Counter>,
+    stream_clients: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("whatsapp_numbers");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            http_requests.clone(),
+        );
+        let http_seconds: Histograms<RouteLabels> = Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by method and route template",
+            http_seconds.clone(),
+        );
+        let db_statements = Counter::default();
+        registry.register(
+            "db_statements",
+            "SQL statements run by pooled connections",
+            db_statements.clone(),
+        );
+        let webhook_deliveries = Counter::default();
+        registry.register(
+            "webhook_deliveries",
+            "Meta's webhook deliveries accepted (signed, stored)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_rejected = Counter::default();
+        registry.register(
+            "webhook_rejected",
+            "Deliveries refused for a missing or wrong signature",
+            webhook_rejected.clone(),
+        );
+        let webhook_jobs = Counter::default();
+        registry.register(
+            "webhook_jobs",
+            "Jobs taken from accepted deliveries (messages, statuses, changes), redeliveries included",
+            webhook_jobs.clone(),
+        );
+        let webhook_duplicates = Counter::default();
+        registry.register(
+            "webhook_duplicate_jobs",
+            "Jobs already stored when they came again (Meta's redeliveries)",
+            webhook_duplicates.clone(),
+        );
+        let jobs = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "queue_jobs",
+            "Jobs in the queue by state (done ones are cleared after 8 days)",
+            jobs.clone(),
+        );
+        let oldest_queued_seconds = Gauge::default();
+        registry.register(
+            "queue_oldest_queued_age_seconds",
+            "How long the oldest job still queued has waited since it came in (0 when none)",
+            oldest_queued_seconds.clone(),
+        );
+        let reply_seconds: Histograms<KindLabels> = Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "reply_latency_seconds",
+            "From a customer's message reaching the service to the agent's answer accepted by Meta, by responder kind",
+            reply_seconds.clone(),
+        );
+        let meta_calls = Family::<MetaCallLabels, Counter>::default();
+        registry.register(
+            "meta_calls",
+            "Calls to Meta by operation, outcome and Meta's error code",
+            meta_calls.clone(),
+        );
+        let meta_seconds: Histograms<OperationLabels> =
+            Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "meta_call_duration_seconds",
+            "Time Meta took to answer, by operation",
+            meta_seconds.clone(),
+        );
+        let registration_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "registration_attempts",
+            "Register calls to Meta by outcome",
+            registration_attempts.clone(),
+        );
+        let stream_clients = Gauge::default();
+        registry.register(
+            "event_stream_clients",
+            "Open live-stream connections on this instance",
+            stream_clients.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_seconds,
+            db_statements,
+            webhook_deliveries,
+            webhook_rejected,
+            webhook_jobs,
+            webhook_duplicates,
+            jobs,
+            oldest_queued_seconds,
+            reply_seconds,
+            meta_calls,
+            meta_seconds,
+            registration_attempts,
+            stream_clients,
+        }
+    }
 }
 
 impl Metrics {
-    /// Counts one HTTP response.
-    pub fn http_response(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.http[class].fetch_add(1, Ordering::Relaxed);
+    /// Counts one HTTP request and its time; `route` is the matched template.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 
-    /// Counts the jobs of one accepted delivery.
+    /// Counts one accepted delivery and its jobs.
     pub fn webhook_received(&self, jobs: usize) {
+        self.webhook_deliveries.inc();
         self.webhook_jobs
-            .fetch_add(u64::try_from(jobs).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .inc_by(u64::try_from(jobs).unwrap_or(u64::MAX));
+    }
+
+    /// Counts jobs that were stored already (redeliveries).
+    pub fn webhook_duplicates(&self, jobs: usize) {
+        self.webhook_duplicates
+            .inc_by(u64::try_from(jobs).unwrap_or(u64::MAX));
     }
 
     /// Counts one delivery refused for its signature.
     pub fn webhook_rejected(&self) {
-        self.webhook_rejected.fetch_add(1, Ordering::Relaxed);
+        self.webhook_rejected.inc();
     }
 
-    /// The webhook queue's jobs by state, as a gauge (every state, 0 where none).
-    pub fn render_jobs(counts: &[(crate::domain::JobState, i64)]) -> String {
-        let mut out = String::from(
-            "# HELP whatsapp_numbers_webhook_jobs Webhook jobs in the queue by state (done ones are cleared after 8 days).\n\
-             # TYPE whatsapp_numbers_webhook_jobs gauge\n",
-        );
-        for state in crate::domain::JobState::ALL {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == state)
-                .map_or(0, |(_, n)| *n);
-            let _ = writeln!(
-                out,
-                "whatsapp_numbers_webhook_jobs{{state=\"{state}\"}} {n}"
-            );
-        }
-        out
+    /// One answer accepted by Meta, `took` after its message came in.
+    pub fn reply(&self, responder_kind: &'static str, took: Duration) {
+        self.reply_seconds
+            .get_or_create(&KindLabels {
+                kind: responder_kind,
+            })
+            .observe(took.as_secs_f64());
     }
 
-    fn meta_call(&self, operation: &'static str, outcome: &'static str) {
-        if let Ok(mut calls) = self.meta_calls.lock() {
-            *calls.entry((operation, outcome)).or_default() += 1;
-        }
+    /// One register call and how it ended (`succeeded`, `failed`).
+    pub fn registration_attempt(&self, outcome: &'static str) {
+        self.registration_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, db_queries: u64) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP whatsapp_numbers_http_responses_total HTTP responses by status class.\n",
-        );
-        out.push_str("# TYPE whatsapp_numbers_http_responses_total counter\n");
-        for (i, counter) in self.http.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "whatsapp_numbers_http_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP whatsapp_numbers_db_statements_total SQL statements run by pooled connections.\n");
-        out.push_str("# TYPE whatsapp_numbers_db_statements_total counter\n");
-        let _ = writeln!(out, "whatsapp_numbers_db_statements_total {db_queries}");
-        out.push_str("# HELP whatsapp_numbers_webhook_jobs_total Jobs taken from Meta's webhook deliveries (redeliveries included).\n");
-        out.push_str("# TYPE whatsapp_numbers_webhook_jobs_total counter\n");
-        let _ = writeln!(
-            out,
-            "whatsapp_numbers_webhook_jobs_total {}",
-            self.webhook_jobs.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP whatsapp_numbers_webhook_rejected_total Deliveries refused for a missing or wrong signature.\n");
-        out.push_str("# TYPE whatsapp_numbers_webhook_rejected_total counter\n");
-        let _ = writeln!(
-            out,
-            "whatsapp_numbers_webhook_rejected_total {}",
-            self.webhook_rejected.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP whatsapp_numbers_meta_calls_total Calls to Meta by operation and outcome.\n",
-        );
-        out.push_str("# TYPE whatsapp_numbers_meta_calls_total counter\n");
-        if let Ok(calls) = self.meta_calls.lock() {
-            for ((operation, outcome), count) in calls.iter() {
-                let _ = writeln!(
-                    out,
-                    "whatsapp_numbers_meta_calls_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {count}"
-                );
+    /// Open live-stream connections.
+    pub fn set_stream_clients(&self, n: i64) {
+        self.stream_clients.set(n);
+    }
+
+    fn meta_call(
+        &self,
+        operation: &'static str,
+        outcome: &'static str,
+        code: Option<i64>,
+        took: Duration,
+    ) {
+        self.meta_calls
+            .get_or_create(&MetaCallLabels {
+                operation,
+                outcome,
+                code: code.map(|c| c.to_string()).unwrap_or_default(),
+            })
+            .inc();
+        self.meta_seconds
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text, with what is read at scrape time: SQL statements run, and the
+    /// queue's jobs by state and its oldest queued job (left as they were when the database
+    /// could not say).
+    pub fn render(&self, db_statements: u64, queue: Option<&QueueState>) -> String {
+        self.db_statements
+            .inner()
+            .store(db_statements, Ordering::Relaxed);
+        if let Some(queue) = queue {
+            for state in crate::domain::JobState::ALL {
+                let n = queue
+                    .counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                self.jobs
+                    .get_or_create(&StateLabels {
+                        state: state.as_str(),
+                    })
+                    .set(n);
             }
+            self.oldest_queued_seconds.set(queue.oldest_queued_seconds);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("encoding the metrics failed");
         }
         out
     }
+}
+
+/// The job queue as read at scrape time.
+pub struct QueueState {
+    pub counts: Vec<(crate::domain::JobState, i64)>,
+    pub oldest_queued_seconds: i64,
 }
 
 /// A Meta client that counts what its inner client does.
@@ -123,20 +324,27 @@ impl CountingMeta {
         CountingMeta { inner, metrics }
     }
 
-    fn count<T>(
+    /// Runs one call, counting its outcome and Meta's code and timing it.
+    async fn count<T>(
         &self,
         operation: &'static str,
-        result: Result<T, MetaError>,
+        call: impl std::future::Future<Output = Result<T, MetaError>>,
     ) -> Result<T, MetaError> {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(err) => match err.class() {
-                crate::meta::ErrorClass::Transient => "transient_error",
-                crate::meta::ErrorClass::RateLimited => "rate_limited",
-                crate::meta::ErrorClass::NeedsUserAction => "needs_user_action",
-            },
+        let started = Instant::now();
+        let result = call.await;
+        let (outcome, code) = match &result {
+            Ok(_) => ("ok", None),
+            Err(err) => (
+                match err.class() {
+                    crate::meta::ErrorClass::Transient => "transient_error",
+                    crate::meta::ErrorClass::RateLimited => "rate_limited",
+                    crate::meta::ErrorClass::NeedsUserAction => "needs_user_action",
+                },
+                err.code(),
+            ),
         };
-        self.metrics.meta_call(operation, outcome);
+        self.metrics
+            .meta_call(operation, outcome, code, started.elapsed());
         result
     }
 }
@@ -159,8 +367,9 @@ impl MetaApi for CountingMeta {
     ) -> Result<PhoneNumberPage, MetaError> {
         self.count(
             "list_phone_numbers",
-            self.inner.list_phone_numbers(token, waba_id, after).await,
+            self.inner.list_phone_numbers(token, waba_id, after),
         )
+        .await
     }
 
     async fn get_phone_number(
@@ -170,10 +379,9 @@ impl MetaApi for CountingMeta {
     ) -> Result<MetaPhoneNumber, MetaError> {
         self.count(
             "get_phone_number",
-            self.inner
-                .get_phone_number(token, meta_phone_number_id)
-                .await,
+            self.inner.get_phone_number(token, meta_phone_number_id),
         )
+        .await
     }
 
     async fn get_waba_name(
@@ -181,7 +389,8 @@ impl MetaApi for CountingMeta {
         token: &str,
         waba_id: &crate::domain::WabaId,
     ) -> Result<Option<String>, MetaError> {
-        self.count("get_waba", self.inner.get_waba_name(token, waba_id).await)
+        self.count("get_waba", self.inner.get_waba_name(token, waba_id))
+            .await
     }
 
     async fn register(
@@ -192,16 +401,19 @@ impl MetaApi for CountingMeta {
     ) -> Result<(), MetaError> {
         self.count(
             "register",
-            self.inner.register(token, meta_phone_number_id, pin).await,
+            self.inner.register(token, meta_phone_number_id, pin),
         )
+        .await
     }
 
     async fn exchange_code(&self, code: &str) -> Result<String, MetaError> {
-        self.count("exchange_code", self.inner.exchange_code(code).await)
+        self.count("exchange_code", self.inner.exchange_code(code))
+            .await
     }
 
     async fn inspect_token(&self, token: &str) -> Result<TokenInfo, MetaError> {
-        self.count("inspect_token", self.inner.inspect_token(token).await)
+        self.count("inspect_token", self.inner.inspect_token(token))
+            .await
     }
 
     async fn subscribe_app(
@@ -209,10 +421,8 @@ impl MetaApi for CountingMeta {
         token: &str,
         waba_id: &crate::domain::WabaId,
     ) -> Result<(), MetaError> {
-        self.count(
-            "subscribe_app",
-            self.inner.subscribe_app(token, waba_id).await,
-        )
+        self.count("subscribe_app", self.inner.subscribe_app(token, waba_id))
+            .await
     }
 
     async fn unsubscribe_app(
@@ -222,8 +432,9 @@ impl MetaApi for CountingMeta {
     ) -> Result<(), MetaError> {
         self.count(
             "unsubscribe_app",
-            self.inner.unsubscribe_app(token, waba_id).await,
+            self.inner.unsubscribe_app(token, waba_id),
         )
+        .await
     }
 
     async fn send_message(
@@ -234,10 +445,9 @@ impl MetaApi for CountingMeta {
     ) -> Result<SentMessage, MetaError> {
         self.count(
             "send_message",
-            self.inner
-                .send_message(token, meta_phone_number_id, body)
-                .await,
+            self.inner.send_message(token, meta_phone_number_id, body),
         )
+        .await
     }
 
     async fn mark_read(
@@ -249,9 +459,9 @@ impl MetaApi for CountingMeta {
         self.count(
             "mark_read",
             self.inner
-                .mark_read(token, meta_phone_number_id, message_id)
-                .await,
+                .mark_read(token, meta_phone_number_id, message_id),
         )
+        .await
     }
 }
 
@@ -260,22 +470,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_exposition_counts_by_class_and_outcome() {
+    fn the_exposition_counts_by_route_outcome_and_code() {
         let metrics = Metrics::default();
-        metrics.http_response(200);
-        metrics.http_response(204);
-        metrics.http_response(404);
-        metrics.meta_call("register", "ok");
-        metrics.meta_call("register", "ok");
-        let text = metrics.render(7);
-        assert!(
-            text.contains("whatsapp_numbers_http_responses_total{class=\"2xx\"} 2"),
-            "{text}"
+        let ms = Duration::from_millis(3);
+        metrics.http_request("GET", "/api/v1/phone-numbers/{id}", 200, ms);
+        metrics.http_request("GET", "/api/v1/phone-numbers/{id}", 200, ms);
+        metrics.http_request("GET", "/api/v1/phone-numbers/{id}", 404, ms);
+        metrics.meta_call("register", "ok", None, ms);
+        metrics.meta_call("register", "ok", None, ms);
+        metrics.meta_call("register", "needs_user_action", Some(133006), ms);
+        metrics.registration_attempt("succeeded");
+        let queue = QueueState {
+            counts: vec![(crate::domain::JobState::Queued, 4)],
+            oldest_queued_seconds: 12,
+        };
+        let text = metrics.render(7, Some(&queue));
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        has(
+            r#"whatsapp_numbers_http_requests_total{method="GET",route="/api/v1/phone-numbers/{id}",status="200"} 2"#,
         );
-        assert!(text.contains("whatsapp_numbers_http_responses_total{class=\"4xx\"} 1"));
-        assert!(text.contains("whatsapp_numbers_db_statements_total 7"));
-        assert!(text.contains(
-            "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"ok\"} 2"
-        ));
+        has(
+            r#"whatsapp_numbers_http_requests_total{method="GET",route="/api/v1/phone-numbers/{id}",status="404"} 1"#,
+        );
+        has(
+            r#"whatsapp_numbers_http_request_duration_seconds_count{method="GET",route="/api/v1/phone-numbers/{id}"} 3"#,
+        );
+        has("whatsapp_numbers_db_statements_total 7");
+        has(r#"whatsapp_numbers_meta_calls_total{operation="register",outcome="ok",code=""} 2"#);
+        has(
+            r#"whatsapp_numbers_meta_calls_total{operation="register",outcome="needs_user_action",code="133006"} 1"#,
+        );
+        has(r#"whatsapp_numbers_meta_call_duration_seconds_count{operation="register"} 3"#);
+        has(r#"whatsapp_numbers_registration_attempts_total{outcome="succeeded"} 1"#);
+        has(r#"whatsapp_numbers_queue_jobs{state="queued"} 4"#);
+        has(r#"whatsapp_numbers_queue_jobs{state="dead"} 0"#);
+        has("whatsapp_numbers_queue_oldest_queued_age_seconds 12");
     }
 }

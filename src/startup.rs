@@ -64,7 +64,9 @@ impl Application {
                 (sandbox.clone(), Some(sandbox))
             }
         };
-        let intake = crate::service::inbound::Intake::start(settings.database_url.clone())?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let intake =
+            crate::service::inbound::Intake::start(settings.database_url.clone(), metrics.clone())?;
         let agent_http =
             crate::service::responders::AgentHttp::new(settings.agent_url_allow_private)?;
         let state = AppState::new(
@@ -97,13 +99,19 @@ impl Application {
                     let handled = async move {
                         let mut response = response.await?;
                         let status = response.status().as_u16();
-                        metrics.http_response(status);
-                        let route = response.request().match_pattern().unwrap_or(path);
+                        // The template, never the raw path: bounded labels, no ids in metrics.
+                        let route = response
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".to_owned());
+                        let took = started.elapsed();
+                        metrics.http_request(method.as_str(), &route, status, took);
                         tracing::info!(
                             %method,
                             route,
+                            path,
                             status,
-                            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            latency_ms = took.as_secs_f64() * 1000.0,
                             "request"
                         );
                         if let Ok(value) = HeaderValue::from_str(&echoed) {

@@ -77,7 +77,8 @@ impl AppState {
         intake: crate::service::inbound::Intake,
         agent_http: crate::service::responders::AgentHttp,
     ) -> Self {
-        let metrics = Arc::new(Metrics::default());
+        // The process's metrics, shared with the intake's writer thread that counts into them.
+        let metrics = intake.metrics.clone();
         let webhook_secret: Arc<str> = settings.webhook_secret(&secrets).into();
         let meta: Arc<dyn MetaApi> = Arc::new(CountingMeta::new(meta, metrics.clone()));
         AppState {

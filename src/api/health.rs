@@ -60,21 +60,24 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }))
 }
 
-/// Prometheus counters: HTTP responses by status class, SQL statements, calls to Meta by operation
-/// and outcome, webhook jobs taken and refused; and the webhook queue's jobs by state (left out
-/// when the database cannot say).
+/// Metrics (OpenMetrics text): HTTP requests by route template and status with latency
+/// histograms, SQL statements, webhook deliveries (accepted, refused, duplicate jobs), the job
+/// queue by state and the age of its oldest queued job, inbound-to-reply latency, calls to Meta
+/// by operation, outcome and Meta's code with latency, registration attempts by outcome, open
+/// live-stream clients.
 #[utoipa::path(
     tag = "operations",
     operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+    responses((status = 200, description = "OpenMetrics text exposition", body = String, content_type = "application/openmetrics-text"))
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut body = state.metrics.render(state.db.queries_executed());
-    if let Ok(counts) = crate::service::inbound::job_counts(&state).await {
-        body.push_str(&crate::metrics::Metrics::render_jobs(&counts));
-    }
+    let queue = crate::service::inbound::queue_state(&state).await.ok();
+    state.metrics.set_stream_clients(state.events.clients());
+    let body = state
+        .metrics
+        .render(state.db.queries_executed(), queue.as_ref());
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(body)
 }

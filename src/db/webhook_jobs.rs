@@ -308,3 +308,11 @@ pub fn pending_for(conn: &mut DbConnection, kind: JobKind, meta_id: &str) -> Que
     ))
     .get_result(conn)
 }
+
+/// When the oldest job still queued came in.
+pub fn oldest_queued(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    webhook_jobs::table
+        .filter(webhook_jobs::state.eq(JobState::Queued))
+        .select(diesel::dsl::min(webhook_jobs::received_at))
+        .first(conn)
+}

@@ -67,6 +67,8 @@ pub struct Intake {
     sender: mpsc::Sender<Submission>,
     /// Wakes the workers when jobs were stored.
     pub wake: Arc<Notify>,
+    /// The process's metrics (the writer counts duplicate jobs into them).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Submission {
@@ -76,15 +78,19 @@ struct Submission {
 
 impl Intake {
     /// Starts the writer thread with a connection of its own to `url`.
-    pub fn start(url: DbUrl) -> Result<Self, String> {
+    pub fn start(url: DbUrl, metrics: Arc<crate::metrics::Metrics>) -> Result<Self, String> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let wake = Arc::new(Notify::new());
-        let woken = wake.clone();
+        let (woken, counted) = (wake.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("webhook-intake".into())
-            .spawn(move || write_loop(url, receiver, woken))
+            .spawn(move || write_loop(url, receiver, woken, &counted))
             .map_err(|e| format!("cannot start the webhook intake: {e}"))?;
-        Ok(Intake { sender, wake })
+        Ok(Intake {
+            sender,
+            wake,
+            metrics,
+        })
     }
 
     /// Stores the jobs durably (those already stored are skipped: redeliveries).
@@ -104,7 +110,12 @@ impl Intake {
     }
 }
 
-fn write_loop(url: DbUrl, mut receiver: mpsc::Receiver<Submission>, wake: Arc<Notify>) {
+fn write_loop(
+    url: DbUrl,
+    mut receiver: mpsc::Receiver<Submission>,
+    wake: Arc<Notify>,
+    metrics: &crate::metrics::Metrics,
+) {
     let mut conn: Option<DbConnection> = None;
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
@@ -115,6 +126,10 @@ fn write_loop(url: DbUrl, mut receiver: mpsc::Receiver<Submission>, wake: Arc<No
             }
         }
         let result = write_group(&url, &mut conn, &group);
+        if let Ok(added) = &result {
+            let total: usize = group.iter().map(|s| s.jobs.len()).sum();
+            metrics.webhook_duplicates(total.saturating_sub(*added));
+        }
         if result.is_err() {
             // Open a new connection for the next group: this one may be broken.
             conn = None;
@@ -739,7 +754,11 @@ async fn send_answer(
         }
     }
     let (status, error) = match failure {
-        None => (MessageStatus::Answered, None),
+        None => {
+            let waited = (db::now() - job.received_at).to_std().unwrap_or_default();
+            state.metrics.reply(agent.responder_kind.as_str(), waited);
+            (MessageStatus::Answered, None)
+        }
         Some(why) => (MessageStatus::ReplyFailed, Some(why)),
     };
     set_inbound(state, stored.message.id, status, error.clone()).await?;
@@ -1034,10 +1053,20 @@ async fn handle_status(state: &AppState, job: &JobRow) -> Result<Outcome, Servic
 }
 
 /// Counts of jobs by state (for `/metrics`).
-pub async fn job_counts(state: &AppState) -> Result<Vec<(JobState, i64)>, ServiceError> {
+/// The job queue by state, and how long its oldest queued job has waited (for `/metrics`).
+pub async fn queue_state(state: &AppState) -> Result<crate::metrics::QueueState, ServiceError> {
     state
         .db
-        .run(|conn| jobs::count_by_state(conn).map_err(ServiceError::from))
+        .run(|conn| {
+            let counts = jobs::count_by_state(conn)?;
+            let oldest = jobs::oldest_queued(conn)?;
+            let oldest_queued_seconds =
+                oldest.map_or(0, |at| (db::now() - at).num_seconds().max(0));
+            Ok(crate::metrics::QueueState {
+                counts,
+                oldest_queued_seconds,
+            })
+        })
         .await
 }
 

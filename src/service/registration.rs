@@ -342,12 +342,14 @@ async fn finish_attempt(
     id: AttemptId,
     error: Option<&MetaError>,
 ) -> Result<(), ServiceError> {
+    let ended = if error.is_none() {
+        AttemptOutcome::Succeeded
+    } else {
+        AttemptOutcome::Failed
+    };
+    state.metrics.registration_attempt(ended.as_str());
     let outcome = registration::AttemptFinish {
-        outcome: if error.is_none() {
-            AttemptOutcome::Succeeded
-        } else {
-            AttemptOutcome::Failed
-        },
+        outcome: ended,
         meta_code: error.and_then(MetaError::code),
         meta_subcode: error.and_then(MetaError::subcode),
         meta_message: error.map(|e| match e {

@@ -77,21 +77,28 @@ async fn the_sandbox_fills_the_table_and_registration_shows_its_retry() {
     assert!(metrics.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let metrics = metrics.text().await.unwrap();
     for line in [
-        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"transient_error\"} 1",
-        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"ok\"} 1",
-        "whatsapp_numbers_meta_calls_total{operation=\"subscribe_app\",outcome=\"ok\"} 1",
+        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"transient_error\",code=\"133004\"} 1",
+        "whatsapp_numbers_meta_calls_total{operation=\"register\",outcome=\"ok\",code=\"\"} 1",
+        "whatsapp_numbers_meta_calls_total{operation=\"subscribe_app\",outcome=\"ok\",code=\"\"} 1",
+        "whatsapp_numbers_meta_call_duration_seconds_count{operation=\"register\"} 2",
+        "whatsapp_numbers_registration_attempts_total{outcome=\"failed\"} 1",
+        "whatsapp_numbers_registration_attempts_total{outcome=\"succeeded\"} 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "missing `{line}` in:\n{metrics}"
         );
     }
-    assert!(metrics
-        .lines()
-        .any(|l| l.starts_with("whatsapp_numbers_http_responses_total{class=\"2xx\"} ")));
+    // Requests by route template (the number's id is not a label) and status.
+    let register = r#"whatsapp_numbers_http_requests_total{method="POST",route="/api/v1/phone-numbers/{id}/register",status="200"} 1"#;
+    assert!(
+        metrics.lines().any(|l| l == register),
+        "missing `{register}` in:\n{metrics}"
+    );
+    assert!(!metrics.contains(&target), "no number id in any label");
 }
 
 #[tokio::test]

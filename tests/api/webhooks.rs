@@ -330,6 +330,26 @@ async fn a_message_delivered_five_times_is_answered_once_as_a_reply_from_the_sam
     assert_eq!(conversation["customer"]["phone"], "15551234567");
     assert_eq!(conversation["customer"]["profile_name"], "Sheena");
     assert_eq!(conversation["last_inbound_at"], "2025-11-26T09:40:00Z");
+    // What an operator sees: six deliveries, five of them duplicates; one answer and its latency.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "whatsapp_numbers_webhook_deliveries_total 6",
+        "whatsapp_numbers_webhook_duplicate_jobs_total 5",
+        "whatsapp_numbers_reply_latency_seconds_count{kind=\"faq\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -972,11 +992,11 @@ async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_works
         .await
         .unwrap();
     assert!(
-        metrics.contains("whatsapp_numbers_webhook_jobs{state=\"dead\"} 1"),
+        metrics.contains("whatsapp_numbers_queue_jobs{state=\"dead\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("whatsapp_numbers_webhook_jobs{state=\"queued\"} 0"),
+        metrics.contains("whatsapp_numbers_queue_jobs{state=\"queued\"} 0"),
         "{metrics}"
     );
     assert!(
