@@ -78,3 +78,23 @@ pub async fn jobs(
     })
     .await
 }
+
+/// Records that Meta accepted the message (its `wamid`), with its `message.sent` event.
+pub(super) async fn record_sent(
+    db: &Db,
+    row: MessageRow,
+    number: crate::domain::PhoneNumberId,
+    wamid: String,
+) -> Result<(), ServiceError> {
+    db.run(move |conn| {
+        crate::db::write_tx(conn, |conn| {
+            convs::set_sent(conn, row.id, &wamid, crate::db::now())?;
+            let (kind, status) = (
+                crate::domain::EventKind::MessageSent,
+                crate::domain::MessageStatus::Sent,
+            );
+            super::events::message(conn, &row, Some(number), kind, status)
+        })
+    })
+    .await
+}

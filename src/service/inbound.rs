@@ -700,16 +700,7 @@ async fn send_answer(
         let number = stored.number_id;
         match sent {
             Ok(sent) => {
-                state
-                    .db
-                    .run(move |conn| {
-                        write_tx(conn, |conn| {
-                            convs::set_sent(conn, id, &sent.message_id, db::now())?;
-                            let kind = EventKind::MessageSent;
-                            events::message(conn, &row, Some(number), kind, MessageStatus::Sent)
-                        })
-                    })
-                    .await?;
+                super::conversations::record_sent(&state.db, row, number, sent.message_id).await?;
             }
             Err(err) if err.surely_not_done() && err.retryable() => {
                 state

@@ -391,19 +391,10 @@ pub(super) async fn handle(
     let body = content.meta_body(&recipient);
     let meta_id = found.number.meta_phone_number_id.clone();
     let sent = state.meta.send_message(&token, &meta_id, &body).await;
-    let (sent_row, number) = (found.message.clone(), found.number.id);
     let err = match sent {
         Ok(sent) => {
-            state
-                .db
-                .run(move |conn| {
-                    write_tx(conn, |conn| {
-                        convs::set_sent(conn, id, &sent.message_id, db::now())?;
-                        let kind = EventKind::MessageSent;
-                        events::message(conn, &sent_row, Some(number), kind, MessageStatus::Sent)
-                    })
-                })
-                .await?;
+            let (row, number) = (found.message.clone(), found.number.id);
+            super::conversations::record_sent(&state.db, row, number, sent.message_id).await?;
             return Ok(Outcome::Done(None));
         }
         Err(err) => err,

@@ -236,6 +236,18 @@ impl TestApp {
             .mint("tester", workspace, role, chrono::TimeDelta::hours(1))
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn editor(&self, workspace: &str) -> String {
         self.token(workspace, Role::Editor)
     }

@@ -331,15 +331,7 @@ async fn a_message_delivered_five_times_is_answered_once_as_a_reply_from_the_sam
     assert_eq!(conversation["customer"]["profile_name"], "Sheena");
     assert_eq!(conversation["last_inbound_at"], "2025-11-26T09:40:00Z");
     // What an operator sees: six deliveries, five of them duplicates; one answer and its latency.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "whatsapp_numbers_webhook_deliveries_total 6",
         "whatsapp_numbers_webhook_duplicate_jobs_total 5",
@@ -982,15 +974,7 @@ async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_works
     let bad = app.get("/api/v1/webhook-jobs?state=buried", &token).await;
     assert_problem(bad, 400, "validation_failed").await;
     // Operators see the queue in /metrics.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("whatsapp_numbers_queue_jobs{state=\"dead\"} 1"),
         "{metrics}"
