@@ -229,23 +229,89 @@ pub fn mark_needs_reconnect(
     .execute(conn)
 }
 
-/// Connected accounts neither synced nor tried since `before`, for the background sync
-/// (a failing account is retried once per interval, not on every tick).
+/// Up to `limit` connected accounts due for the background sync at `now`, soonest first: their
+/// scheduled time has come (or none was set yet), they were neither synced nor changed since
+/// `before` (a manual sync counts), and no instance holds their sync lease.
 pub fn due_for_sync(
     conn: &mut DbConnection,
     before: NaiveDateTime,
+    now: NaiveDateTime,
+    limit: i64,
 ) -> QueryResult<Vec<AccountRow>> {
     accounts::table
         .filter(accounts::status.eq(AccountStatus::Connected))
+        .filter(
+            accounts::next_sync_at
+                .is_null()
+                .or(accounts::next_sync_at.le(now)),
+        )
         .filter(
             accounts::last_synced_at
                 .is_null()
                 .or(accounts::last_synced_at.lt(before)),
         )
         .filter(accounts::updated_at.lt(before))
-        .order(accounts::last_synced_at.asc())
+        .filter(
+            accounts::sync_lease_until
+                .is_null()
+                .or(accounts::sync_lease_until.lt(now)),
+        )
+        .order((accounts::next_sync_at.asc(), accounts::last_synced_at.asc()))
+        .limit(limit)
         .select(AccountRow::as_select())
         .load(conn)
+}
+
+/// Takes a due account for this instance's background sync: moves its next sync to `until` if
+/// it is still due at `now` (false when another instance took it first).
+pub fn claim_due(
+    conn: &mut DbConnection,
+    id: AccountId,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        accounts::table.filter(accounts::id.eq(id)).filter(
+            accounts::next_sync_at
+                .is_null()
+                .or(accounts::next_sync_at.le(now)),
+        ),
+    )
+    .set(accounts::next_sync_at.eq(Some(until)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Schedules the account's next background sync.
+pub fn schedule_sync(
+    conn: &mut DbConnection,
+    id: AccountId,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(accounts::table.filter(accounts::id.eq(id)))
+        .set(accounts::next_sync_at.eq(Some(at)))
+        .execute(conn)
+}
+
+/// The soonest a connected account becomes due: its scheduled time, or for an account never
+/// scheduled, its last sync or change plus `interval`.
+pub fn next_sync_due(
+    conn: &mut DbConnection,
+    interval: chrono::TimeDelta,
+) -> QueryResult<Option<NaiveDateTime>> {
+    let scheduled: Option<NaiveDateTime> = accounts::table
+        .filter(accounts::status.eq(AccountStatus::Connected))
+        .select(diesel::dsl::min(accounts::next_sync_at))
+        .first(conn)?;
+    let unscheduled: Option<NaiveDateTime> = accounts::table
+        .filter(accounts::status.eq(AccountStatus::Connected))
+        .filter(accounts::next_sync_at.is_null())
+        .select(diesel::dsl::min(accounts::updated_at))
+        .first(conn)?;
+    Ok(match (scheduled, unscheduled.map(|at| at + interval)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Numbers (not removed) per account of the workspace.

@@ -24,6 +24,7 @@ diesel::table! {
         sync_lease_owner -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        next_sync_at -> Nullable<Timestamp>,
     }
 }
 

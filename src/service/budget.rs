@@ -7,7 +7,6 @@ use diesel::prelude::*;
 
 use super::ServiceError;
 use crate::db::graph_calls::UsageReport;
-use crate::db::models::AccountRow;
 use crate::db::schema::phone_numbers;
 use crate::db::{accounts, graph_calls, DbConnection};
 use crate::domain::{AccountId, PlatformType, WabaId};
@@ -52,35 +51,22 @@ pub fn background_sync_interval(
     configured.max(std::time::Duration::from_secs(seconds.unsigned_abs()))
 }
 
-/// Of `accounts` (each not synced within `configured`), those whose budget allows a background
-/// sync at `now`.
-pub(crate) fn due_within_budget(
+/// When the background may sync the account again after a sync at `now`: `configured` later, or
+/// later still for a WABA whose listing takes many calls ([`background_sync_interval`]).
+pub(crate) fn next_background_sync(
     conn: &mut DbConnection,
-    accounts: Vec<AccountRow>,
+    account: crate::domain::AccountId,
     configured: std::time::Duration,
     now: NaiveDateTime,
-) -> QueryResult<Vec<AccountRow>> {
-    let mut due = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let Some(last) = account.last_synced_at else {
-            due.push(account);
-            continue;
-        };
-        let numbers: i64 = phone_numbers::table
-            .filter(phone_numbers::whatsapp_account_id.eq(account.id))
-            .filter(phone_numbers::removed_at.is_null())
-            .count()
-            .get_result(conn)?;
-        let interval = background_sync_interval(
-            configured,
-            numbers,
-            has_registered_number(conn, account.id)?,
-        );
-        if chrono::TimeDelta::from_std(interval).is_ok_and(|i| now - last >= i) {
-            due.push(account);
-        }
-    }
-    Ok(due)
+) -> QueryResult<NaiveDateTime> {
+    let numbers: i64 = phone_numbers::table
+        .filter(phone_numbers::whatsapp_account_id.eq(account))
+        .filter(phone_numbers::removed_at.is_null())
+        .count()
+        .get_result(conn)?;
+    let interval =
+        background_sync_interval(configured, numbers, has_registered_number(conn, account)?);
+    Ok(now + chrono::TimeDelta::from_std(interval).unwrap_or(chrono::TimeDelta::hours(1)))
 }
 
 /// Records `calls` calls to `waba` now, or refuses them when the hour's budget is spent: by our

@@ -765,34 +765,88 @@ async fn sync_concurrently(
     results
 }
 
-/// Syncs, forever, every connected account not synced within `interval`, or within the longer
-/// interval its size allows inside its call budget ([`super::budget::background_sync_interval`]).
+/// How long a background sync's claim on an account lasts at least.
+const SYNC_CLAIM: TimeDelta = TimeDelta::minutes(10);
+/// Accounts one instance takes per round of the background sync.
+const BACKGROUND_BATCH: i64 = 4 * CONCURRENT_SYNCS as i64;
+
+/// Syncs, until the process stops, every connected account when it is due: `interval` after its
+/// last background sync, or the longer interval its size allows inside its call budget
+/// ([`super::budget::background_sync_interval`]), and never within `interval` of a manual sync.
+/// Each instance takes a small batch of due accounts, soonest first, skipping those another
+/// instance holds the sync lease of; with none due it sleeps until the soonest is.
 pub async fn run_periodic(state: AppState, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
-    loop {
-        ticker.tick().await;
+    let configured = TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
+    while !state.shutdown.is_stopping() {
         let now = db::now();
-        let before = now - TimeDelta::from_std(interval).unwrap_or(TimeDelta::minutes(5));
-        let due = match state
+        // Due accounts, each claimed by moving its next sync past this one's end, so that no other
+        // instance takes it meanwhile (and, should this one die, it is due again then).
+        let due = state
             .db
             .run(move |conn| {
-                let due = accounts::due_for_sync(conn, before)?;
-                Ok::<_, ServiceError>(super::budget::due_within_budget(conn, due, interval, now)?)
+                let mut claimed = Vec::new();
+                for account in
+                    accounts::due_for_sync(conn, now - configured, now, BACKGROUND_BATCH)?
+                {
+                    if accounts::claim_due(conn, account.id, now, now + configured.max(SYNC_CLAIM))?
+                    {
+                        claimed.push(account);
+                    }
+                }
+                Ok::<_, ServiceError>(claimed)
             })
-            .await
-        {
+            .await;
+        let due = match due {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(error = %err.diagnostic(), "background sync could not list accounts");
-                continue;
+                Vec::new()
             }
         };
+        if due.is_empty() {
+            // Nothing due: sleep until the soonest account is (at most a minute: new accounts and
+            // other instances' changes are seen then).
+            let next = state
+                .db
+                .run(move |conn| Ok::<_, ServiceError>(accounts::next_sync_due(conn, configured)?))
+                .await
+                .ok()
+                .flatten();
+            let wait = next
+                .and_then(|at| (at - db::now()).to_std().ok())
+                .unwrap_or(std::time::Duration::from_secs(60))
+                .clamp(
+                    std::time::Duration::from_secs(1),
+                    interval.clamp(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs(60),
+                    ),
+                );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = state.shutdown.wait() => {}
+            }
+            continue;
+        }
         for (account, outcome) in sync_concurrently(&state, due, None).await {
-            match outcome {
+            match &outcome {
                 Ok(counts) => tracing::info!(waba = %account.waba_id, ?counts, "background sync"),
+                // A manual sync has it; the claim stands until then.
+                Err(ServiceError::SyncInProgress) => continue,
                 Err(err) => {
                     tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "background sync failed")
                 }
+            }
+            let id = account.id;
+            let scheduled = state
+                .db
+                .run(move |conn| {
+                    let at = super::budget::next_background_sync(conn, id, interval, db::now())?;
+                    Ok::<_, ServiceError>(accounts::schedule_sync(conn, id, at)?)
+                })
+                .await;
+            if let Err(err) = scheduled {
+                tracing::warn!(waba = %account.waba_id, error = %err.diagnostic(), "scheduling the next background sync failed");
             }
         }
     }

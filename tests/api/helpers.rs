@@ -185,7 +185,7 @@ impl TestApp {
     pub fn forget_recent_syncs(&self) {
         use diesel::connection::SimpleConnection;
         self.raw_connection()
-            .batch_execute("UPDATE whatsapp_accounts SET last_synced_at = '2000-01-01 00:00:00'")
+            .batch_execute("UPDATE whatsapp_accounts SET last_synced_at = '2000-01-01 00:00:00', next_sync_at = '2000-01-01 00:00:00'")
             .expect("age the last syncs");
     }
 

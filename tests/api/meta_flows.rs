@@ -2297,3 +2297,114 @@ async fn register_all_registers_every_eligible_number_once_through_metas_api() {
     assert_eq!(app.ledger(&token, &ids[0]).await.len(), 2);
     assert_eq!(app.ledger(&token, &ids[1]).await.len(), 1);
 }
+
+#[tokio::test]
+async fn two_instances_share_the_background_sync_each_account_once_then_scheduled_by_its_budget() {
+    let server = MockServer::start().await;
+    let first =
+        crate::helpers::spawn_app_with_meta_and(&server, |s| s.sync_interval_seconds = 1).await;
+    let uri = server.uri();
+    let second = crate::helpers::spawn_app_beside(&first, |s| {
+        s.meta_app = first.state.settings.meta_app.clone();
+        s.meta_graph_url = uri;
+        s.sync_interval_seconds = 1;
+    })
+    .await;
+    let wabas: Vec<String> = (0..6).map(|i| format!("55500000000000{i}")).collect();
+    let token = first.editor("ws");
+    for (i, waba) in wabas.iter().enumerate() {
+        mount_waba(&server, waba, TOKEN).await;
+        mount_numbers(
+            &server,
+            waba,
+            vec![vec![node(
+                &format!("77{i}"),
+                &format!("+1 555-000-77{i}"),
+                "NOT_APPLICABLE",
+                "GREEN",
+            )]],
+        )
+        .await;
+        let connected = connect(
+            &first,
+            &token,
+            json!({"waba_id": waba, "access_token": TOKEN}),
+        )
+        .await;
+        assert_eq!(connected.status(), 201);
+    }
+    let listings = |waba: &str| {
+        let server = &server;
+        let waba = waba.to_owned();
+        async move {
+            server
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.url.path() == format!("/v25.0/{waba}/phone_numbers"))
+                .count()
+        }
+    };
+    let scheduled_count = || {
+        use diesel::prelude::*;
+        use whatsapp_numbers::db::schema::whatsapp_accounts;
+        // Scheduled after a finished sync (a claim for a sync under way reaches 10 minutes out).
+        let finished_by = chrono::Utc::now().naive_utc() + chrono::TimeDelta::minutes(5);
+        whatsapp_accounts::table
+            .filter(whatsapp_accounts::next_sync_at.lt(finished_by))
+            .count()
+            .get_result::<i64>(&mut first.raw_connection())
+            .unwrap()
+    };
+    // The background takes each new account once (an interval of 1 s), then schedules it.
+    for _ in 0..400 {
+        if scheduled_count() == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        scheduled_count(),
+        6,
+        "every account was synced in the background"
+    );
+    // As if that were long ago: every account is due again, on both instances at once.
+    let mut before = Vec::new();
+    for waba in &wabas {
+        before.push(listings(waba).await);
+    }
+    first.forget_recent_syncs();
+    for _ in 0..400 {
+        let mut all = true;
+        for (waba, base) in wabas.iter().zip(&before) {
+            all &= listings(waba).await > *base;
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // A few more rounds of both loops: nothing is synced twice, each is scheduled by its budget.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    for (waba, base) in wabas.iter().zip(&before) {
+        assert_eq!(
+            listings(waba).await,
+            base + 1,
+            "{waba}: once per due time, by one instance"
+        );
+    }
+    use diesel::prelude::*;
+    use whatsapp_numbers::db::schema::whatsapp_accounts;
+    let scheduled: Vec<Option<chrono::NaiveDateTime>> = whatsapp_accounts::table
+        .select(whatsapp_accounts::next_sync_at)
+        .load(&mut first.raw_connection())
+        .unwrap();
+    let soon = chrono::Utc::now().naive_utc() + chrono::TimeDelta::seconds(30);
+    assert_eq!(scheduled.len(), 6);
+    assert!(
+        scheduled.iter().all(|at| at.is_some_and(|at| at > soon)),
+        "each next sync waits for the WABA's budget (45 s for a small one): {scheduled:?}"
+    );
+    drop(second);
+}
