@@ -653,3 +653,103 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn meta_failing_then_recovering_sends_once_and_a_reset_connection_is_never_resent() {
+    // Meta answers 500 three times, then recovers: the queued message goes once, after it does.
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let agent = outbound_agent(&app, "ws-a", &number).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {
+            "message": "An unknown error occurred", "type": "OAuthException", "code": 131000,
+            "is_transient": true, "fbtrace_id": "Afault"}})))
+        .up_to_n_times(3)
+        .mount(&meta)
+        .await;
+    meta_accepts(&meta, &meta_id).await;
+    let started = std::time::Instant::now();
+    let (status, sent) = send(
+        &app,
+        "ws-a",
+        &agent,
+        json!({"to": "+15551230010", "template": template("hello")}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the request does not wait for Meta"
+    );
+    let done = wait_for_message(&app, "ws-a", &sent["conversation_id"], &sent["id"], |m| {
+        m["status"] == "sent"
+    })
+    .await;
+    assert!(done["error"].is_null());
+    wait_for_idle_queue(&app).await;
+    assert_eq!(
+        sent_from(&meta, &meta_id).await.len(),
+        4,
+        "three refusals, then once"
+    );
+    let metrics = app.metrics().await;
+    let line = r#"whatsapp_numbers_meta_calls_total{operation="send_message",outcome="transient_error",code="131000"} 3"#;
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "missing `{line}` in:\n{metrics}"
+    );
+
+    // A Meta that takes the request and drops the connection: the outcome is unknown, so the
+    // message fails as possibly sent and is never sent again; nothing hangs.
+    let dropper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = dropper.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let Ok((mut socket, _)) = dropper.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buffer = [0u8; 4096];
+            let _ = socket.read(&mut buffer).await; // the request arrives, then the line goes dead
+            drop(socket);
+        }
+    });
+    let flaky = spawn_app_with(|s| {
+        s.meta_app = app.state.settings.meta_app.clone();
+        s.meta_graph_url = format!("http://{address}");
+        s.meta_timeout_seconds = 2;
+    })
+    .await;
+    let (number, _) = live_number(&flaky, "ws-a", "+1 555-0100").await;
+    let agent = outbound_agent(&flaky, "ws-a", &number).await;
+    let (status, sent) = send(
+        &flaky,
+        "ws-a",
+        &agent,
+        json!({"to": "+15551230011", "template": template("hello")}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let failed = wait_for_message(&flaky, "ws-a", &sent["conversation_id"], &sent["id"], |m| {
+        m["status"] == "failed"
+    })
+    .await;
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have sent it"),
+        "{failed}"
+    );
+    wait_for_idle_queue(&flaky).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "called once, never again"
+    );
+}
