@@ -236,6 +236,26 @@ impl TestApp {
             .mint("tester", workspace, role, chrono::TimeDelta::hours(1))
     }
 
+    /// On PostgreSQL, takes the test's database away from every connection (`on`: the server is
+    /// as good as stopped for this app) or gives it back; false on SQLite (nothing to stop).
+    pub fn database_outage(&self, on: bool) -> bool {
+        use diesel::connection::SimpleConnection;
+        let TestDatabase::Postgres { admin_url, name } = self.database.as_ref() else {
+            return false;
+        };
+        let mut admin = diesel::PgConnection::establish(admin_url).expect("the admin database");
+        let sql = if on {
+            format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+            )
+        } else {
+            format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true;")
+        };
+        admin.batch_execute(&sql).expect("the outage");
+        true
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client

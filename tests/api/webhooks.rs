@@ -1450,3 +1450,56 @@ async fn stopping_hands_back_claimed_jobs_and_another_instance_answers_them_once
     let expected: Vec<String> = (0..8).map(|c| format!("+155500001{c:02}")).collect();
     assert_eq!(to, expected, "every customer answered once");
 }
+
+#[tokio::test]
+async fn a_database_outage_makes_the_service_unready_and_it_recovers_by_itself_losing_nothing() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    let ready = |app: &TestApp| {
+        let request = app.client.get(format!("{}/readyz", app.address)).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ready(&app).await, 200);
+    if !app.database_outage(true) {
+        return; // SQLite is in the process: it cannot be stopped apart from it.
+    }
+    let mut status = 0;
+    for _ in 0..100 {
+        status = ready(&app).await;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 503, "not ready while the database is away");
+    // A delivery during the outage is not acknowledged: Meta will deliver it again.
+    let during = text_message(&meta_id, "wamid.OUT1", "15551239001", "hours?");
+    let answer = deliver(&app, &during).await.status().as_u16();
+    assert_ne!(answer, 200, "nothing is acknowledged that was not stored");
+    app.database_outage(false);
+    for _ in 0..200 {
+        status = ready(&app).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "ready again without a restart");
+    // Meta's redelivery is taken and answered once.
+    let mut taken = 0;
+    for _ in 0..100 {
+        taken = deliver(&app, &during).await.status().as_u16();
+        if taken == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(taken, 200);
+    wait_for_idle_queue(&app).await;
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 1, "answered once: {sent:?}");
+    assert_eq!(sent[0]["to"], "+15551239001");
+}
