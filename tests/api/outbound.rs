@@ -113,6 +113,14 @@ async fn wait_for_message(
     panic!("the message never reached the expected state: {last}");
 }
 
+/// The message `sent` (as the send answered it), once its status is `status`.
+async fn wait_for_status(app: &TestApp, workspace: &str, sent: &Value, status: &str) -> Value {
+    wait_for_message(app, workspace, &sent["conversation_id"], &sent["id"], |m| {
+        m["status"] == status
+    })
+    .await
+}
+
 fn template(name: &str) -> Value {
     json!({"name": name, "language": "en_US", "components": [
         {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]})
@@ -191,29 +199,14 @@ async fn text_inside_the_window_goes_once_from_the_agents_number_by_phone_and_by
     assert_eq!(auth, "Bearer EAAG-test-token");
 
     // Meta's statuses move the message on, as for replies.
-    let wamid = wait_for_message(
-        &app,
-        "ws-a",
-        &by_phone["conversation_id"],
-        &by_phone["id"],
-        |m| m["status"] == "sent",
-    )
-    .await["wamid"]
-        .clone();
+    let wamid = wait_for_status(&app, "ws-a", &by_phone, "sent").await["wamid"].clone();
     let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550100", "phone_number_id": meta_id},
         "statuses": [{"id": wamid, "status": "delivered", "timestamp": chrono::Utc::now().timestamp().to_string(),
                       "recipient_id": "15551230001"}]}}]}]});
     assert_eq!(deliver(&app, &status).await.status(), 200);
-    wait_for_message(
-        &app,
-        "ws-a",
-        &by_phone["conversation_id"],
-        &by_phone["id"],
-        |m| m["status"] == "delivered",
-    )
-    .await;
+    wait_for_status(&app, "ws-a", &by_phone, "delivered").await;
 }
 
 #[tokio::test]
@@ -263,14 +256,7 @@ async fn outside_the_window_text_is_refused_before_meta_and_a_template_goes() {
     .await;
     assert_eq!(status, 202, "{fresh}");
     for message in [&sent, &fresh] {
-        wait_for_message(
-            &app,
-            "ws-a",
-            &message["conversation_id"],
-            &message["id"],
-            |m| m["status"] == "sent",
-        )
-        .await;
+        wait_for_status(&app, "ws-a", message, "sent").await;
     }
     wait_for_idle_queue(&app).await;
     let bodies = sent_from(&meta, &meta_id).await;
@@ -408,14 +394,7 @@ async fn a_burst_to_one_recipient_spreads_out_while_others_are_not_held_up() {
         m["status"] == "sent"
     })
     .await;
-    wait_for_message(
-        &app,
-        "ws-a",
-        &burst[44]["conversation_id"],
-        &burst[44]["id"],
-        |m| m["status"] == "sent",
-    )
-    .await;
+    wait_for_status(&app, "ws-a", &burst[44], "sent").await;
     // The 46th waits for its turn, about 6 seconds after the first went.
     let last = wait_for_message(
         &app,
@@ -453,14 +432,7 @@ async fn a_burst_to_one_recipient_spreads_out_while_others_are_not_held_up() {
         .collect();
     assert_eq!(to_first.len(), 45);
     // Its turn comes, and the order is kept.
-    wait_for_message(
-        &app,
-        "ws-a",
-        &burst[45]["conversation_id"],
-        &burst[45]["id"],
-        |m| m["status"] == "sent",
-    )
-    .await;
+    wait_for_status(&app, "ws-a", &burst[45], "sent").await;
     let names: Vec<String> = sent_from(&meta, &meta_id)
         .await
         .into_iter()
@@ -519,14 +491,7 @@ async fn a_permanent_refusal_fails_the_message_with_metas_code_and_rate_limits_a
         json!({"to": "+15551230006", "template": template("missing")}),
     )
     .await;
-    let failed = wait_for_message(
-        &app,
-        "ws-a",
-        &refused["conversation_id"],
-        &refused["id"],
-        |m| m["status"] == "failed",
-    )
-    .await;
+    let failed = wait_for_status(&app, "ws-a", &refused, "failed").await;
     assert_eq!(failed["error"]["code"], 132001);
     assert!(
         failed["error"]["message"]
@@ -542,14 +507,7 @@ async fn a_permanent_refusal_fails_the_message_with_metas_code_and_rate_limits_a
         json!({"to": "+15551230007", "template": template("hello")}),
     )
     .await;
-    let sent = wait_for_message(
-        &app,
-        "ws-a",
-        &retried["conversation_id"],
-        &retried["id"],
-        |m| m["status"] == "sent",
-    )
-    .await;
+    let sent = wait_for_status(&app, "ws-a", &retried, "sent").await;
     assert!(sent["error"].is_null());
     wait_for_idle_queue(&app).await;
     let tries: Vec<Value> = sent_from(&meta, &meta_id)
