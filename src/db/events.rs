@@ -34,20 +34,56 @@ pub fn emit(
     data: &serde_json::Value,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
+    emit_many(conn, &[(workspace.clone(), kind, data.clone())], now)
+}
+
+/// Rows per INSERT of events.
+const INSERT_CHUNK: usize = 500;
+
+/// Records several events, in order: the lock once, then multi-row inserts.
+pub fn emit_many(
+    conn: &mut DbConnection,
+    rows: &[(WorkspaceId, EventKind, serde_json::Value)],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     if let DbConnection::Postgresql(pg) = conn {
         diesel::sql_query(format!(
             "SELECT pg_advisory_xact_lock({EVENT_WRITERS_LOCK})"
         ))
         .execute(pg)?;
     }
-    diesel::insert_into(events::table)
-        .values((
-            events::workspace_id.eq(workspace),
-            events::kind.eq(kind),
-            events::data.eq(data.to_string()),
-            events::created_at.eq(now),
-        ))
-        .execute(conn)?;
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(workspace, kind, data)| {
+            (
+                events::workspace_id.eq(workspace),
+                events::kind.eq(*kind),
+                events::data.eq(data.to_string()),
+                events::created_at.eq(now),
+            )
+        })
+        .collect();
+    match conn {
+        // Multi-row statements: one round trip per chunk.
+        DbConnection::Postgresql(pg) => {
+            for chunk in values.chunks(INSERT_CHUNK) {
+                diesel::insert_into(events::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        // In-process: one cached statement, row by row.
+        DbConnection::Sqlite(sqlite) => {
+            for row in values {
+                diesel::insert_into(events::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -631,17 +631,21 @@ fn write(
     }
     numbers::insert_many(conn, &inserted)?;
     numbers::mark_removed(conn, &removed, now)?;
-    for row in &inserted {
-        events::emit(
-            conn,
-            ws,
+    let added = inserted.iter().map(|row| {
+        (
+            ws.clone(),
             EventKind::NumberAdded,
             json!({"number_id": row.id}),
-        )?;
-    }
-    for id in &removed {
-        events::emit(conn, ws, EventKind::NumberRemoved, json!({"number_id": id}))?;
-    }
+        )
+    });
+    let gone = removed.iter().map(|id| {
+        (
+            ws.clone(),
+            EventKind::NumberRemoved,
+            json!({"number_id": id}),
+        )
+    });
+    events::emit_many(conn, &added.chain(gone).collect::<Vec<_>>())?;
     Ok(())
 }
 
