@@ -55,6 +55,8 @@ pub struct Settings {
     pub register_retry_base_ms: u64,
     /// Timeout of one call to Meta.
     pub meta_timeout_seconds: u64,
+    /// Longest an agent's server may take to answer (`AGENT_TIMEOUT_SECONDS`, default 20).
+    pub agent_timeout_seconds: u64,
     /// Connections in the database pool.
     pub db_pool_size: u32,
     /// HTTP worker threads.
@@ -192,6 +194,7 @@ impl Settings {
             },
             register_retry_base_ms: number(&var, "REGISTER_RETRY_BASE_MS", 2000)?,
             meta_timeout_seconds: number(&var, "META_TIMEOUT_SECONDS", 15)?,
+            agent_timeout_seconds: number(&var, "AGENT_TIMEOUT_SECONDS", 20)?,
             db_pool_size: number(&var, "DATABASE_POOL_SIZE", pool_size)?,
             http_workers: number(&var, "HTTP_WORKERS", cores)?,
             agent_url_allow_private: match var("AGENT_URL_ALLOW_PRIVATE").as_deref() {

@@ -67,8 +67,10 @@ impl Application {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let intake =
             crate::service::inbound::Intake::start(settings.database_url.clone(), metrics.clone())?;
-        let agent_http =
-            crate::service::responders::AgentHttp::new(settings.agent_url_allow_private)?;
+        let agent_http = crate::service::responders::AgentHttp::new(
+            settings.agent_url_allow_private,
+            std::time::Duration::from_secs(settings.agent_timeout_seconds),
+        )?;
         let state = AppState::new(
             db,
             secrets,

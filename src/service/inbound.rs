@@ -224,12 +224,16 @@ pub async fn run_workers(state: AppState, count: usize) {
     }
 }
 
-/// How long a claim lasts: the longest single step (an agent's answer, a call to Meta) with room
-/// to spare. Renewed before every external call.
+/// How long a claim lasts: twice the longest single step (an agent's answer, a call to Meta) and
+/// a few seconds for the database. Renewed before every external call, and before a claimed job
+/// that waited behind others in its batch starts, so a worker that dies holds its jobs only this
+/// long.
 fn lease_length(state: &AppState) -> chrono::TimeDelta {
-    let meta = state.settings.meta_timeout_seconds;
-    let longest = meta.max(responders::AGENT_TIMEOUT.as_secs());
-    chrono::TimeDelta::seconds(i64::try_from(2 * longest + 30).unwrap_or(i64::MAX / 2))
+    let settings = &state.settings;
+    let longest = settings
+        .meta_timeout_seconds
+        .max(settings.agent_timeout_seconds);
+    chrono::TimeDelta::seconds(i64::try_from(2 * longest + 5).unwrap_or(i64::MAX / 2))
 }
 
 async fn work(state: AppState) {
@@ -266,12 +270,30 @@ async fn work(state: AppState) {
             }
             continue;
         }
+        let claimed_at = tokio::time::Instant::now();
+        let half_lease = lease_length(&state).to_std().unwrap_or_default() / 2;
         for job in jobs {
             if state.shutdown.is_stopping() {
                 hand_back(&state, job.id, owner).await;
-            } else {
-                run_job(&state, job, owner).await;
+                continue;
             }
+            if claimed_at.elapsed() >= half_lease {
+                match still_ours(&state, job.id, owner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(
+                            job = job.id,
+                            "a job that waited in its batch was taken by another worker"
+                        );
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::warn!(job = job.id, error = %err, "renewing a claimed job failed");
+                        continue;
+                    }
+                }
+            }
+            run_job(&state, job, owner).await;
         }
     }
 }
@@ -660,25 +682,24 @@ async fn send_answer(
         let part = i64::try_from(index).unwrap_or(i64::MAX);
         let row = {
             let (inbound, conversation) = (stored.message.clone(), stored.conversation.clone());
-            let (agent_id, text) = (agent.id, text.clone());
+            let (agent_id, text, number) = (agent.id, text.clone(), stored.number_id);
             state
                 .db
                 .run(move |conn| {
                     write_tx(conn, |conn| {
-                        start_part(
-                            conn,
-                            &inbound,
-                            &conversation,
-                            agent_id,
-                            part,
-                            &text,
-                            db::now(),
-                        )
+                        start_part(conn, &inbound, &conversation, number, agent_id, part, &text)
                     })
                 })
                 .await?
         };
-        let Some(row) = row else { continue };
+        let row = match row {
+            Part::New(row) => *row,
+            Part::Sent => continue,
+            Part::InDoubt(why) => {
+                failure = Some(why.to_owned());
+                break;
+            }
+        };
         if !still_ours(state, job.id, owner).await? {
             return Ok(Outcome::LostLease);
         }
@@ -756,31 +777,46 @@ async fn send_answer(
     Ok(Outcome::Done(error))
 }
 
-/// Records part `part` of the answer as `sending`; `None` when it was handled before (sent, or
-/// found `sending` by a retry: then it may have reached Meta, and is marked failed, not resent).
+/// What a try finds of one part of an answer.
+enum Part {
+    /// Not tried before: recorded `sending`, to be sent now.
+    New(Box<MessageRow>),
+    /// Sent (or given up) by an earlier try.
+    Sent,
+    /// Found `sending`: an earlier try stopped while Meta had it, so it may have been sent. It is
+    /// marked failed with this reason and not sent again, nor are the parts after it.
+    InDoubt(&'static str),
+}
+
+const STOPPED_WHILE_SENDING: &str =
+    "the service stopped while sending; Meta may have sent it, so it is not sent again";
+
+/// Records part `part` of the answer as `sending`, unless an earlier try got to it.
 fn start_part(
     conn: &mut DbConnection,
     inbound: &MessageRow,
     conversation: &ConversationRow,
+    number: PhoneNumberId,
     agent: crate::domain::AgentId,
     part: i64,
     text: &str,
-    now: NaiveDateTime,
-) -> Result<Option<MessageRow>, ServiceError> {
+) -> Result<Part, ServiceError> {
+    let now = db::now();
     if let Some(existing) = convs::answer_part(conn, inbound.id, part)? {
         if existing.status == MessageStatus::Sending && existing.wamid.is_none() {
+            let failed = MessageStatus::Failed;
             convs::set_status(
                 conn,
                 existing.id,
-                MessageStatus::Failed,
-                Some((
-                    None,
-                    "the service stopped while sending; Meta may have sent it, so it is not sent again",
-                )),
+                failed,
+                Some((None, STOPPED_WHILE_SENDING)),
                 now,
             )?;
+            let kind = EventKind::MessageStatusChanged;
+            events::message(conn, &existing, Some(number), kind, failed)?;
+            return Ok(Part::InDoubt(STOPPED_WHILE_SENDING));
         }
-        return Ok(None);
+        return Ok(Part::Sent);
     }
     let row = MessageRow {
         id: MessageId::random(),
@@ -805,7 +841,7 @@ fn start_part(
     if let Some(current) = convs::get_conversation(conn, &inbound.workspace_id, conversation.id)? {
         convs::touch_conversation(conn, &current, now, false)?;
     }
-    Ok(Some(row))
+    Ok(Part::New(Box::new(row)))
 }
 
 fn unix(seconds: Option<i64>) -> Option<NaiveDateTime> {

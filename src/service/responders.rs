@@ -11,8 +11,6 @@ use serde_json::{json, Value};
 
 use crate::domain::responder::{FaqSettings, OpenAiSettings, Responder, WebhookSettings};
 
-/// Longest an agent's server may take to answer.
-pub const AGENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest answer read from an agent's server.
 pub const MAX_AGENT_ANSWER_BYTES: usize = 256 * 1024;
 
@@ -242,13 +240,15 @@ pub struct HttpAnswer {
 pub struct AgentHttp {
     client: reqwest::Client,
     allow_private: bool,
+    timeout: Duration,
 }
 
 impl AgentHttp {
-    pub fn new(allow_private: bool) -> Result<Self, String> {
+    /// `timeout`: longest an agent's server may take to answer.
+    pub fn new(allow_private: bool, timeout: Duration) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(AGENT_TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
             .build()
@@ -256,6 +256,7 @@ impl AgentHttp {
         Ok(AgentHttp {
             client,
             allow_private,
+            timeout,
         })
     }
 
@@ -292,7 +293,7 @@ impl AgentHttp {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let mut response = request.send().await.map_err(describe)?;
+        let mut response = request.send().await.map_err(|e| self.describe(e))?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             return Err(ResponderError::Failed(format!(
@@ -300,7 +301,7 @@ impl AgentHttp {
             )));
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.describe(e))? {
             if bytes.len() + chunk.len() > MAX_AGENT_ANSWER_BYTES {
                 return Err(ResponderError::Failed(format!(
                     "the agent's server answered more than {MAX_AGENT_ANSWER_BYTES} bytes"
@@ -311,6 +312,24 @@ impl AgentHttp {
         Ok(HttpAnswer {
             status,
             body: bytes,
+        })
+    }
+
+    fn describe(&self, err: reqwest::Error) -> ResponderError {
+        // A refused address surfaces as a connect error carrying our resolver's message.
+        let text = format!("{err:?}");
+        if text.contains(REFUSED_MARK) {
+            return refused();
+        }
+        ResponderError::Failed(if err.is_timeout() {
+            format!(
+                "the agent's server did not answer within {} s",
+                self.timeout.as_secs()
+            )
+        } else if err.is_connect() {
+            "could not connect to the agent's server".into()
+        } else {
+            format!("calling the agent's server failed: {}", err.without_url())
         })
     }
 
@@ -329,24 +348,6 @@ fn refused() -> ResponderError {
          call (AGENT_URL_ALLOW_PRIVATE is off)"
             .into(),
     )
-}
-
-fn describe(err: reqwest::Error) -> ResponderError {
-    // A refused address surfaces as a connect error carrying our resolver's message.
-    let text = format!("{err:?}");
-    if text.contains(REFUSED_MARK) {
-        return refused();
-    }
-    ResponderError::Failed(if err.is_timeout() {
-        format!(
-            "the agent's server did not answer within {} s",
-            AGENT_TIMEOUT.as_secs()
-        )
-    } else if err.is_connect() {
-        "could not connect to the agent's server".into()
-    } else {
-        format!("calling the agent's server failed: {}", err.without_url())
-    })
 }
 
 const REFUSED_MARK: &str = "address not allowed for agents";
@@ -440,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn private_addresses_are_refused_unless_allowed() {
-        let http = AgentHttp::new(false).unwrap();
+        let http = AgentHttp::new(false, Duration::from_secs(20)).unwrap();
         let err = http
             .post_raw("http://127.0.0.1:9/x", vec![], vec![])
             .await
@@ -456,7 +457,7 @@ mod tests {
             matches!(err, ResponderError::Refused(_)),
             "a name resolving to loopback: {err:?}"
         );
-        let allowed = AgentHttp::new(true).unwrap();
+        let allowed = AgentHttp::new(true, Duration::from_secs(20)).unwrap();
         let err = allowed
             .post_raw("http://127.0.0.1:9/x", vec![], vec![])
             .await

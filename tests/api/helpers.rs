@@ -149,6 +149,7 @@ async fn spawn_on(
         sync_interval_seconds: 0,
         register_retry_base_ms: 5,
         meta_timeout_seconds: 5,
+        agent_timeout_seconds: 20,
         db_pool_size: 4,
         http_workers: 1,
         development: false,

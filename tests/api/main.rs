@@ -8,6 +8,7 @@ mod contract;
 mod errors;
 mod events;
 mod helpers;
+mod instances;
 mod isolation;
 mod meta_client;
 mod meta_flows;

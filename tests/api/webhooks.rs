@@ -544,6 +544,42 @@ async fn a_job_held_by_a_worker_that_died_is_finished_by_another() {
 }
 
 #[tokio::test]
+async fn a_worker_that_died_while_meta_had_the_answer_leaves_it_in_doubt_not_resent() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN8", "15551234567", "hours"),
+    )
+    .await;
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    wait_for_idle_queue(&app).await;
+    // Rewind to what a worker killed during its call to Meta leaves: the answer recorded
+    // `sending` with no wamid, the message not yet marked, the job held under a lapsed lease.
+    app.raw_connection()
+        .batch_execute(
+            "UPDATE messages SET status = 'sending', wamid = NULL WHERE direction = 'outbound'; \
+             UPDATE messages SET status = 'received' WHERE direction = 'inbound'; \
+             UPDATE webhook_jobs SET state = 'running', attempts = 1, finished_at = NULL, \
+             lease_owner = '6f1c2a34-0b5e-4c7d-9e8f-0a1b2c3d4e5f', lease_until = '2026-01-01 00:00:30';",
+        )
+        .unwrap();
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 2 && m[0]["status"] == "reply_failed"
+    })
+    .await;
+    assert_eq!(messages[1]["status"], "failed");
+    let why = messages[1]["error"]["message"].as_str().unwrap();
+    assert!(why.contains("Meta may have sent it"), "{why}");
+    assert_eq!(messages[0]["error"]["message"], why, "the message says why");
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 1, "not sent again");
+}
+
+#[tokio::test]
 async fn an_answer_whose_send_may_have_reached_meta_is_never_sent_again() {
     let meta = MockServer::start().await;
     let app = spawn_app_with_meta_and(&meta, |s| s.meta_timeout_seconds = 1).await;
