@@ -4,13 +4,18 @@
 //! - SQL statements run;
 //! - webhook deliveries: accepted, refused (signature), jobs new and duplicate (redeliveries);
 //! - the job queue by state, and the age of the oldest queued job (read at scrape time);
-//! - inbound-to-reply latency by responder kind;
+//! - inbound-to-reply latency by responder kind, and where it went (waiting, the agent, Meta);
 //! - calls to Meta by operation, outcome and Meta's error code, with latency by operation;
 //! - registration attempts by outcome;
-//! - open live-stream clients.
+//! - open live-stream clients;
+//! - read at scrape time, for the ten numbers with the most jobs waiting: their jobs and the age
+//!   of the oldest ("why are replies late on this number?"); and for the ten WABAs that called
+//!   Meta's management endpoints most in the last hour: calls, the service's budget, and Meta's
+//!   own last report.
 //!
 //! Labels are bounded: route templates (never raw paths), Meta's operations and codes, a few
-//! outcome words. Nothing is labelled per number or per customer.
+//! outcome words, and at most ten numbers (Meta's phone-number id) and ten WABAs, replaced at each
+//! scrape. Nothing is labelled per customer.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use crate::meta::{MetaApi, MetaError, MetaPhoneNumber, PhoneNumberPage, SentMessage, TokenInfo};
+use crate::service::budget::BudgetUse;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -63,6 +69,21 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NumberLabels {
+    phone_number_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WabaLabels {
+    waba_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -87,6 +108,14 @@ pub struct Metrics {
     jobs: Family<StateLabels, Gauge>,
     oldest_queued_seconds: Gauge,
     reply_seconds: Histograms<KindLabels>,
+    reply_stage_seconds: Histograms<StageLabels>,
+    number_jobs: Family<NumberLabels, Gauge>,
+    number_oldest_seconds: Family<NumberLabels, Gauge>,
+    budget_used: Family<WabaLabels, Gauge>,
+    budget_limit: Family<WabaLabels, Gauge>,
+    meta_reported_percent: Family<WabaLabels, Gauge>,
+    /// One scrape at a time: the per-number and per-WABA families are cleared and refilled.
+    scraping: std::sync::Mutex<()>,
     meta_calls: Family<MetaCallLabels, Counter>,
     meta_seconds: Histograms<OperationLabels>,
     registration_attempts: Family<OutcomeLabels, Counter>,
@@ -156,6 +185,43 @@ impl Default for Metrics {
             "From a customer's message reaching the service to the agent's answer accepted by Meta, by responder kind",
             reply_seconds.clone(),
         );
+        let reply_stage_seconds: Histograms<StageLabels> =
+            Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "reply_stage_duration_seconds",
+            "Where answered messages' time went: `waited` (from reaching the service to the attempt that answered: the queue, the customer's earlier messages, earlier attempts), `agent` (producing the answer), `meta` (Meta taking it)",
+            reply_stage_seconds.clone(),
+        );
+        let number_jobs = Family::<NumberLabels, Gauge>::default();
+        registry.register(
+            "queue_number_jobs",
+            "Jobs queued or running about a number (Meta's phone-number id), for the ten numbers with the most",
+            number_jobs.clone(),
+        );
+        let number_oldest_seconds = Family::<NumberLabels, Gauge>::default();
+        registry.register(
+            "queue_number_oldest_age_seconds",
+            "How long the oldest of those jobs has waited since it came in, for the same ten numbers",
+            number_oldest_seconds.clone(),
+        );
+        let budget_used = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "meta_budget_used_calls",
+            "Calls to a WABA's management endpoints in the last hour by every instance, for the ten WABAs with the most",
+            budget_used.clone(),
+        );
+        let budget_limit = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "meta_budget_calls_per_hour",
+            "The service's own hourly budget of those calls for the same WABAs (below Meta's limit); past it, work that needs Meta waits",
+            budget_limit.clone(),
+        );
+        let meta_reported_percent = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "meta_reported_usage_percent",
+            "Meta's own count of the WABA's calls in percent of its limit, as last reported within the hour, for the same WABAs",
+            meta_reported_percent.clone(),
+        );
         let meta_calls = Family::<MetaCallLabels, Counter>::default();
         registry.register(
             "meta_calls",
@@ -193,6 +259,13 @@ impl Default for Metrics {
             jobs,
             oldest_queued_seconds,
             reply_seconds,
+            reply_stage_seconds,
+            number_jobs,
+            number_oldest_seconds,
+            budget_used,
+            budget_limit,
+            meta_reported_percent,
+            scraping: std::sync::Mutex::new(()),
             meta_calls,
             meta_seconds,
             registration_attempts,
@@ -237,13 +310,26 @@ impl Metrics {
         self.webhook_rejected.inc();
     }
 
-    /// One answer accepted by Meta, `took` after its message came in.
-    pub fn reply(&self, responder_kind: &'static str, took: Duration) {
+    /// One answer accepted by Meta, `took` after its message came in, of which it `waited` for
+    /// the attempt that answered, the `agent` took some and `meta` some.
+    pub fn reply(
+        &self,
+        responder_kind: &'static str,
+        took: Duration,
+        waited: Duration,
+        agent: Duration,
+        meta: Duration,
+    ) {
         self.reply_seconds
             .get_or_create(&KindLabels {
                 kind: responder_kind,
             })
             .observe(took.as_secs_f64());
+        for (stage, spent) in [("waited", waited), ("agent", agent), ("meta", meta)] {
+            self.reply_stage_seconds
+                .get_or_create(&StageLabels { stage })
+                .observe(spent.as_secs_f64());
+        }
     }
 
     /// One register call and how it ended (`succeeded`, `failed`).
@@ -280,7 +366,16 @@ impl Metrics {
     /// The OpenMetrics text, with what is read at scrape time: SQL statements run, and the
     /// queue's jobs by state and its oldest queued job (left as they were when the database
     /// could not say).
-    pub fn render(&self, db_statements: u64, queue: Option<&QueueState>) -> String {
+    pub fn render(
+        &self,
+        db_statements: u64,
+        queue: Option<&QueueState>,
+        budgets: Option<&[BudgetUse]>,
+    ) -> String {
+        let _one_at_a_time = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.db_statements
             .inner()
             .store(db_statements, Ordering::Relaxed);
@@ -298,6 +393,34 @@ impl Metrics {
                     .set(n);
             }
             self.oldest_queued_seconds.set(queue.oldest_queued_seconds);
+            self.number_jobs.clear();
+            self.number_oldest_seconds.clear();
+            for number in &queue.busiest_numbers {
+                let labels = NumberLabels {
+                    phone_number_id: number.meta_id.clone(),
+                };
+                self.number_jobs.get_or_create(&labels).set(number.jobs);
+                self.number_oldest_seconds
+                    .get_or_create(&labels)
+                    .set(number.oldest_seconds);
+            }
+        }
+        if let Some(budgets) = budgets {
+            self.budget_used.clear();
+            self.budget_limit.clear();
+            self.meta_reported_percent.clear();
+            for waba in budgets {
+                let labels = WabaLabels {
+                    waba_id: waba.waba.to_string(),
+                };
+                self.budget_used.get_or_create(&labels).set(waba.used);
+                self.budget_limit.get_or_create(&labels).set(waba.budget);
+                if let Some(percent) = waba.meta_percent {
+                    self.meta_reported_percent
+                        .get_or_create(&labels)
+                        .set(percent);
+                }
+            }
         }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -311,6 +434,16 @@ impl Metrics {
 pub struct QueueState {
     pub counts: Vec<(crate::domain::JobState, i64)>,
     pub oldest_queued_seconds: i64,
+    /// The numbers with the most jobs queued or running, most first.
+    pub busiest_numbers: Vec<NumberBacklog>,
+}
+
+/// One number's waiting jobs.
+pub struct NumberBacklog {
+    /// Meta's phone-number id.
+    pub meta_id: String,
+    pub jobs: i64,
+    pub oldest_seconds: i64,
 }
 
 /// A Meta client that counts what its inner client does.
@@ -483,8 +616,9 @@ mod tests {
         let queue = QueueState {
             counts: vec![(crate::domain::JobState::Queued, 4)],
             oldest_queued_seconds: 12,
+            busiest_numbers: Vec::new(),
         };
-        let text = metrics.render(7, Some(&queue));
+        let text = metrics.render(7, Some(&queue), None);
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         has(
             r#"whatsapp_numbers_http_requests_total{method="GET",route="/api/v1/phone-numbers/{id}",status="200"} 2"#,

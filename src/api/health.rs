@@ -62,9 +62,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Metrics (OpenMetrics text): HTTP requests by route template and status with latency
 /// histograms, SQL statements, webhook deliveries (accepted, refused, duplicate jobs), the job
-/// queue by state and the age of its oldest queued job, inbound-to-reply latency, calls to Meta
-/// by operation, outcome and Meta's code with latency, registration attempts by outcome, open
-/// live-stream clients.
+/// queue by state and the age of its oldest queued job, inbound-to-reply latency and where it
+/// went, calls to Meta by operation, outcome and Meta's code with latency, registration attempts
+/// by outcome, open live-stream clients; the ten numbers with the most jobs waiting and the ten
+/// WABAs that used most of their hourly call budget.
 #[utoipa::path(
     tag = "operations",
     operation_id = "metrics",
@@ -73,10 +74,13 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let queue = crate::service::inbound::queue_state(&state).await.ok();
+    let budgets = crate::service::budget::busiest(&state).await.ok();
     state.metrics.set_stream_clients(state.events.clients());
-    let body = state
-        .metrics
-        .render(state.db.queries_executed(), queue.as_ref());
+    let body = state.metrics.render(
+        state.db.queries_executed(),
+        queue.as_ref(),
+        budgets.as_deref(),
+    );
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(body)

@@ -52,6 +52,26 @@ pub fn spend(
     Ok(Ok(()))
 }
 
+/// The `limit` WABAs that made the most calls since `since`, with how many.
+pub fn busiest(
+    conn: &mut DbConnection,
+    since: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<(WabaId, i64)>> {
+    graph_calls::table
+        .filter(graph_calls::called_at.gt(since))
+        .group_by(graph_calls::waba_id)
+        .select((graph_calls::waba_id, diesel::dsl::count_star()))
+        .order((diesel::dsl::count_star().desc(), graph_calls::waba_id))
+        .limit(limit)
+        .load(conn)
+}
+
+/// Deletes calls made at or before `before`, every WABA's.
+pub fn delete_before(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(graph_calls::table.filter(graph_calls::called_at.le(before))).execute(conn)
+}
+
 /// What Meta last said about a WABA's use of its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageReport {

@@ -309,6 +309,29 @@ pub fn pending_for(conn: &mut DbConnection, kind: JobKind, meta_id: &str) -> Que
     .get_result(conn)
 }
 
+/// The `limit` numbers (Meta ids) with the most jobs queued or running, with how many and when
+/// the oldest of them came in.
+pub fn busiest_numbers(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> QueryResult<Vec<(String, i64, Option<NaiveDateTime>)>> {
+    webhook_jobs::table
+        .filter(webhook_jobs::state.eq_any([JobState::Queued, JobState::Running]))
+        .filter(webhook_jobs::meta_phone_number_id.is_not_null())
+        .group_by(webhook_jobs::meta_phone_number_id)
+        .select((
+            webhook_jobs::meta_phone_number_id.assume_not_null(),
+            diesel::dsl::count_star(),
+            diesel::dsl::min(webhook_jobs::received_at),
+        ))
+        .order((
+            diesel::dsl::count_star().desc(),
+            webhook_jobs::meta_phone_number_id,
+        ))
+        .limit(limit)
+        .load(conn)
+}
+
 /// When the oldest job still queued came in.
 pub fn oldest_queued(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
     webhook_jobs::table

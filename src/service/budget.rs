@@ -91,6 +91,58 @@ pub(crate) fn spend(
     graph_calls::spend(conn, waba, calls, budget, now)?.map_err(refuse)
 }
 
+/// One WABA's use of its budget over the last hour, as the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetUse {
+    pub waba: WabaId,
+    /// Calls to its management endpoints in the last hour, by every instance.
+    pub used: i64,
+    /// The service's budget for it ([`waba_call_budget`]).
+    pub budget: i64,
+    /// Meta's own count, in percent of its limit, as it last reported it within the hour.
+    pub meta_percent: Option<i64>,
+}
+
+/// The [`BUSIEST`] WABAs by calls in the last hour.
+pub async fn busiest(state: &AppState) -> Result<Vec<BudgetUse>, ServiceError> {
+    state
+        .db
+        .run(|conn| {
+            let now = crate::db::now();
+            let hour_ago = now - chrono::TimeDelta::hours(1);
+            let mut out = Vec::new();
+            for (waba, used) in graph_calls::busiest(conn, hour_ago, BUSIEST)? {
+                let budget = waba_call_budget(is_active(conn, &waba)?);
+                let meta_percent = graph_calls::usage(conn, &waba)?
+                    .filter(|report| report.reported_at > hour_ago)
+                    .map(|report| report.used_percent);
+                out.push(BudgetUse {
+                    waba,
+                    used,
+                    budget,
+                    meta_percent,
+                });
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// How many WABAs (and numbers) the metrics name: the busiest only, so their labels stay few.
+pub const BUSIEST: i64 = 10;
+
+/// Forgets calls that left the hour, for WABAs that have not called since (spending forgets a
+/// WABA's own as it goes). Returns how many went.
+pub async fn prune(state: &AppState) -> Result<usize, ServiceError> {
+    state
+        .db
+        .run(|conn| {
+            let hour_ago = crate::db::now() - chrono::TimeDelta::hours(1);
+            graph_calls::delete_before(conn, hour_ago).map_err(ServiceError::from)
+        })
+        .await
+}
+
 /// When Meta, as it last reported, leaves room for `calls` more within `budget`. When it throttles
 /// and says until when (`regain_at`), then; otherwise once its count leaves room. Meta reports
 /// only a share of the hour's calls, not when each was made, so its count is aged as if they had

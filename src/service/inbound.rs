@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::Instrument;
 
 use super::responders::{self, Question, ResponderError, Turn};
 use super::{events, ServiceError};
@@ -248,6 +249,9 @@ async fn work(state: AppState) {
             if let Err(err) = super::events::prune(&state.db, db::now()).await {
                 tracing::warn!(error = %err, "clearing old events failed");
             }
+            if let Err(err) = super::budget::prune(&state).await {
+                tracing::warn!(error = %err, "clearing counted Graph calls failed");
+            }
         }
         let wake = state.intake.wake.clone();
         let notified = wake.notified();
@@ -293,7 +297,15 @@ async fn work(state: AppState) {
                     }
                 }
             }
-            run_job(&state, job, owner).await;
+            let span = tracing::info_span!(
+                "job",
+                job = job.id,
+                kind = %job.kind,
+                attempt = job.attempts,
+                phone_number_id = job.meta_phone_number_id.as_deref(),
+                waba_id = job.waba_id.as_deref(),
+            );
+            run_job(&state, job, owner).instrument(span).await;
         }
     }
 }
@@ -483,6 +495,8 @@ async fn handle_message(
     job: &JobRow,
     owner: LeaseOwner,
 ) -> Result<Outcome, ServiceError> {
+    // From the message reaching the service to this attempt: the queue, and earlier attempts.
+    let waited = (db::now() - job.received_at).to_std().unwrap_or_default();
     let message = match webhook::inbound_message(&job.payload) {
         Ok(message) => message,
         Err(err) => return Ok(Outcome::Dead(err.to_string())),
@@ -527,16 +541,21 @@ async fn handle_message(
     {
         tracing::info!(wamid = %message.wamid, error = %err, "marking a message read failed");
     }
+    let asked = std::time::Instant::now();
     let answer = match ask_agent(state, &stored, &agent, &message, job, owner).await? {
         Ok(answer) => answer,
         Err(outcome) => return Ok(outcome),
+    };
+    let clock = ReplyClock {
+        waited,
+        agent: asked.elapsed(),
     };
     let Some(answer) = answer else {
         set_inbound(state, stored.message.id, MessageStatus::NotAnswered, None).await?;
         return Ok(Outcome::Done(None));
     };
     send_answer(
-        state, &stored, &agent, &token, &message, &answer, job, owner,
+        state, &stored, &agent, &token, &message, &answer, job, owner, clock,
     )
     .await
 }
@@ -663,6 +682,21 @@ async fn set_inbound(
         .await
 }
 
+/// Whole milliseconds, for log fields.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where an answer's time went before it was sent.
+#[derive(Debug, Clone, Copy)]
+struct ReplyClock {
+    /// From the message reaching the service to the attempt that answered it (the queue, the
+    /// customer's earlier messages, earlier attempts and their waits).
+    waited: Duration,
+    /// The agent producing the answer.
+    agent: Duration,
+}
+
 /// Sends the answer in parts Meta takes, each recorded before it is sent, so that no part goes
 /// out twice: a part found `sending` by a retry may have reached Meta and is not sent again.
 #[allow(clippy::too_many_arguments)]
@@ -675,8 +709,10 @@ async fn send_answer(
     answer: &str,
     job: &JobRow,
     owner: LeaseOwner,
+    clock: ReplyClock,
 ) -> Result<Outcome, ServiceError> {
     let parts = webhook::split_text(answer, crate::domain::outbound::MAX_TEXT_CHARS);
+    let mut at_meta = Duration::ZERO;
     let mut failure: Option<String> = None;
     for (index, text) in parts.iter().enumerate() {
         let part = i64::try_from(index).unwrap_or(i64::MAX);
@@ -716,7 +752,9 @@ async fn send_answer(
             (None, Some(user_id)) => body["recipient"] = json!(user_id),
             (None, None) => {}
         }
+        let calling = std::time::Instant::now();
         let sent = state.meta.send_message(token, &stored.meta_id, &body).await;
+        at_meta += calling.elapsed();
         let id = row.id;
         let number = stored.number_id;
         match sent {
@@ -767,8 +805,21 @@ async fn send_answer(
     }
     let (status, error) = match failure {
         None => {
-            let waited = (db::now() - job.received_at).to_std().unwrap_or_default();
-            state.metrics.reply(agent.responder_kind.as_str(), waited);
+            let total = (db::now() - job.received_at).to_std().unwrap_or_default();
+            let kind = agent.responder_kind.as_str();
+            state
+                .metrics
+                .reply(kind, total, clock.waited, clock.agent, at_meta);
+            tracing::info!(
+                agent = %agent.id,
+                responder = kind,
+                parts = parts.len(),
+                total_ms = millis(total),
+                waited_ms = millis(clock.waited),
+                agent_ms = millis(clock.agent),
+                meta_ms = millis(at_meta),
+                "answer sent"
+            );
             (MessageStatus::Answered, None)
         }
         Some(why) => (MessageStatus::ReplyFailed, Some(why)),
@@ -1085,13 +1136,23 @@ pub async fn queue_state(state: &AppState) -> Result<crate::metrics::QueueState,
     state
         .db
         .run(|conn| {
+            let now = db::now();
+            let age =
+                |at: Option<NaiveDateTime>| at.map_or(0, |at| (now - at).num_seconds().max(0));
             let counts = jobs::count_by_state(conn)?;
-            let oldest = jobs::oldest_queued(conn)?;
-            let oldest_queued_seconds =
-                oldest.map_or(0, |at| (db::now() - at).num_seconds().max(0));
+            let oldest_queued_seconds = age(jobs::oldest_queued(conn)?);
+            let busiest_numbers = jobs::busiest_numbers(conn, super::budget::BUSIEST)?
+                .into_iter()
+                .map(|(meta_id, jobs, oldest)| crate::metrics::NumberBacklog {
+                    meta_id,
+                    jobs,
+                    oldest_seconds: age(oldest),
+                })
+                .collect();
             Ok(crate::metrics::QueueState {
                 counts,
                 oldest_queued_seconds,
+                busiest_numbers,
             })
         })
         .await

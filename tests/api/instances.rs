@@ -55,7 +55,8 @@ impl Instance {
             .env("WEBHOOK_WORKERS", "2")
             .env("SYNC_INTERVAL_SECONDS", "0")
             .env("DATABASE_POOL_SIZE", "4")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -250,6 +251,26 @@ async fn an_instance_killed_under_load_loses_nothing_and_doubles_nothing() {
             "{error:?}"
         );
     }
+    // The survivor's log tells, per number, where each answer's time went; no secret is in it.
+    let log = survivor.logs();
+    let answers: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "answer sent")
+        .collect();
+    assert!(
+        answers.len() >= CUSTOMERS * 2,
+        "{} answers logged",
+        answers.len()
+    );
+    for line in &answers {
+        assert_eq!(line["span"]["phone_number_id"], meta_id.as_str(), "{line}");
+        assert_eq!(line["fields"]["responder"], "faq", "{line}");
+        for field in ["total_ms", "waited_ms", "agent_ms", "meta_ms"] {
+            assert!(line["fields"][field].is_u64(), "{field} in {line}");
+        }
+    }
+    assert!(!log.contains("EAAG-test-token"));
     // Meta got each answer at most once, in each customer's order.
     let sent = sent_texts(&meta).await;
     let mut replied_to: Vec<&str> = sent

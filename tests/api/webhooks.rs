@@ -336,6 +336,9 @@ async fn a_message_delivered_five_times_is_answered_once_as_a_reply_from_the_sam
         "whatsapp_numbers_webhook_deliveries_total 6",
         "whatsapp_numbers_webhook_duplicate_jobs_total 5",
         "whatsapp_numbers_reply_latency_seconds_count{kind=\"faq\"} 1",
+        "whatsapp_numbers_reply_stage_duration_seconds_count{stage=\"waited\"} 1",
+        "whatsapp_numbers_reply_stage_duration_seconds_count{stage=\"agent\"} 1",
+        "whatsapp_numbers_reply_stage_duration_seconds_count{stage=\"meta\"} 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -1023,6 +1026,113 @@ async fn a_job_that_cannot_succeed_ends_dead_with_its_error_visible_to_its_works
         metrics.contains("whatsapp_numbers_webhook_jobs_total 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn metrics_name_the_ten_numbers_with_most_waiting_and_the_ten_wabas_spending_most() {
+    let meta = MockServer::start().await;
+    // No workers: what comes in stays queued.
+    let app = spawn_app_with_meta_and(&meta, |s| s.webhook_workers = 0).await;
+    let (_, busy) = live_number(&app, "ws-a", "+1 555-0100").await;
+    let (_, quiet) = live_number(&app, "ws-a", "+1 555-0101").await;
+    for i in 0..3 {
+        let delivery = text_message(&busy, &format!("wamid.B{i}"), "15551234567", "hi");
+        assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    }
+    let delivery = text_message(&quiet, "wamid.Q0", "15551234567", "hi");
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    // Eleven more numbers with a job each, and twelve WABAs that called Meta 1..12 times.
+    let now = chrono::Utc::now().naive_utc();
+    let minutes_ago = |m: i64| {
+        (now - chrono::TimeDelta::minutes(m))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let mut sql = String::new();
+    for n in 0..11 {
+        sql += &format!(
+            "INSERT INTO webhook_jobs (dedup_key, kind, meta_phone_number_id, payload, state, attempts, \
+             run_after, received_at) VALUES ('k{n}', 'other', 'other-{n:02}', '{{}}', 'queued', 0, '{t}', '{t}');",
+            t = minutes_ago(1)
+        );
+    }
+    for waba in 1..=12 {
+        for call in 0..waba {
+            sql += &format!(
+                "INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('c{waba}-{call}', 'WABA{waba:02}', '{}');",
+                minutes_ago(5)
+            );
+        }
+    }
+    // Calls that left the hour count for nothing.
+    for call in 0..50 {
+        sql += &format!(
+            "INSERT INTO graph_calls (id, waba_id, called_at) VALUES ('old-{call}', 'WABA00', '{}');",
+            minutes_ago(61)
+        );
+    }
+    sql += &format!(
+        "INSERT INTO waba_usage (waba_id, used_percent, reported_at) VALUES ('WABA12', 37, '{}');",
+        minutes_ago(2)
+    );
+    app.raw_connection().batch_execute(&sql).unwrap();
+    let metrics = app.metrics().await;
+    let has = |line: &str| {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in:\n{metrics}"
+        )
+    };
+    has(&format!(
+        "whatsapp_numbers_queue_number_jobs{{phone_number_id=\"{busy}\"}} 3"
+    ));
+    has(&format!(
+        "whatsapp_numbers_queue_number_jobs{{phone_number_id=\"{quiet}\"}} 1"
+    ));
+    let oldest = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "whatsapp_numbers_queue_number_oldest_age_seconds{phone_number_id=\"other-00\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no age for other-00 in:\n{metrics}"));
+    let age: i64 = oldest.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((55..=120).contains(&age), "{oldest}");
+    let count = |prefix: &str| metrics.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(
+        count("whatsapp_numbers_queue_number_jobs{"),
+        10,
+        "ten numbers at most"
+    );
+    assert_eq!(
+        count("whatsapp_numbers_queue_number_oldest_age_seconds{"),
+        10
+    );
+    // The busiest WABAs, with the service's budget and Meta's own report.
+    let budget = whatsapp_numbers::meta::waba_call_budget(false);
+    has("whatsapp_numbers_meta_budget_used_calls{waba_id=\"WABA12\"} 12");
+    has("whatsapp_numbers_meta_budget_used_calls{waba_id=\"WABA03\"} 3");
+    has(&format!(
+        "whatsapp_numbers_meta_budget_calls_per_hour{{waba_id=\"WABA12\"}} {budget}"
+    ));
+    has("whatsapp_numbers_meta_reported_usage_percent{waba_id=\"WABA12\"} 37");
+    assert_eq!(
+        count("whatsapp_numbers_meta_budget_used_calls{"),
+        10,
+        "ten WABAs at most"
+    );
+    assert!(!metrics.contains("WABA01\""), "the least busy are left out");
+    assert!(
+        !metrics.contains("WABA00\""),
+        "calls older than an hour count for nothing"
+    );
+    // Once the queue drains, the numbers leave the metrics.
+    app.raw_connection()
+        .batch_execute("UPDATE webhook_jobs SET state = 'done', finished_at = received_at;")
+        .unwrap();
+    let metrics = app.metrics().await;
+    assert!(!metrics.contains("queue_number_jobs{"), "{metrics}");
 }
 
 /// The WABA id of the number's account.

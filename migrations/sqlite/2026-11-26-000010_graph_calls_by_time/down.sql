@@ -1,0 +1,1 @@
+DROP INDEX graph_calls_by_time;
