@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
 use super::responders::{self, Question, ResponderError, Turn};
-use super::{events, ServiceError};
+use super::{events, outbound, ServiceError};
 use crate::db::conversations::{self as convs, ConversationRow, CustomerRow, MessageRow};
 use crate::db::models::{AccountRow, AgentRow};
 use crate::db::webhook_jobs::{self as jobs, JobRow, NewJobRow};
@@ -486,6 +486,8 @@ struct Stored {
     number_id: PhoneNumberId,
     meta_id: MetaPhoneNumberId,
     display: String,
+    /// How fast the number may send (Meta's throughput for it).
+    pace: crate::domain::outbound::Pace,
     account: Option<AccountRow>,
     agent: Option<AgentRow>,
 }
@@ -530,6 +532,13 @@ async fn handle_message(
             "the number's account has no usable token: reconnect it".into(),
         ));
     };
+    // The answer's first part goes within Meta's limits on the number and on this customer
+    // (shared by every instance, with the agents' own sends); until there is room, nothing is
+    // asked of the agent.
+    let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
+    if let Some(at) = outbound::take_slot(state, None, keys, stored.pace).await? {
+        return Ok(Outcome::Later(at));
+    }
     // The customer sees the message read at once; a failure here changes nothing else.
     if !still_ours(state, job.id, owner).await? {
         return Ok(Outcome::LostLease);
@@ -682,6 +691,29 @@ async fn set_inbound(
         .await
 }
 
+/// Longest a worker waits in place for the next part of a long answer to have room in Meta's
+/// limits; beyond it the job is put off (its earlier parts are not sent again).
+const MAX_PACE_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes a slot for the next part of a long answer, waiting in place up to [`MAX_PACE_WAIT`] for
+/// one; otherwise says when to come back.
+async fn room_for_next_part(
+    state: &AppState,
+    keys: &(String, String),
+    pace: crate::domain::outbound::Pace,
+) -> Result<Option<NaiveDateTime>, ServiceError> {
+    loop {
+        let Some(at) = outbound::take_slot(state, None, keys.clone(), pace).await? else {
+            return Ok(None);
+        };
+        let wait = (at - db::now()).to_std().unwrap_or_default();
+        if wait > MAX_PACE_WAIT {
+            return Ok(Some(at));
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Whole milliseconds, for log fields.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -714,8 +746,15 @@ async fn send_answer(
     let parts = webhook::split_text(answer, crate::domain::outbound::MAX_TEXT_CHARS);
     let mut at_meta = Duration::ZERO;
     let mut failure: Option<String> = None;
+    let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
     for (index, text) in parts.iter().enumerate() {
         let part = i64::try_from(index).unwrap_or(i64::MAX);
+        // The first part's slot was taken before the agent was asked.
+        if index > 0 {
+            if let Some(at) = room_for_next_part(state, &keys, stored.pace).await? {
+                return Ok(Outcome::Later(at));
+            }
+        }
         let row = {
             let (inbound, conversation) = (stored.message.clone(), stored.conversation.clone());
             let (agent_id, text, number) = (agent.id, text.clone(), stored.number_id);
@@ -762,13 +801,28 @@ async fn send_answer(
                 super::conversations::record_sent(&state.db, row, number, sent.message_id).await?;
             }
             Err(err) if err.surely_not_done() && err.retryable() => {
+                // Meta did not take it: tried again later, and the limit Meta hit is respected.
+                let wait = outbound::refusal_wait(&err, job.attempts);
+                let code = match &err {
+                    crate::meta::MetaError::Api(e) => Some(e.code),
+                    _ => None,
+                };
+                let (keys, pace) = (keys.clone(), stored.pace);
                 state
                     .db
-                    .run(move |conn| convs::delete_unsent(conn, id).map_err(ServiceError::from))
+                    .run(move |conn| {
+                        write_tx(conn, |conn| {
+                            outbound::note_refusal(conn, &keys, pace, code, wait, db::now())?;
+                            convs::delete_unsent(conn, id)?;
+                            Ok::<_, ServiceError>(())
+                        })
+                    })
                     .await?;
-                return Ok(Outcome::Retry(format!(
-                    "Meta did not take the answer: {err}"
-                )));
+                let why = format!("Meta did not take the answer: {err}");
+                return Ok(match wait {
+                    Some(wait) => Outcome::RetryAfter(wait, why),
+                    None => Outcome::Retry(why),
+                });
             }
             Err(err) => {
                 let code = match &err {
@@ -964,12 +1018,14 @@ fn store_inbound(
             row
         }
     };
+    let pace = super::phone_numbers::facts(&number).send_pace();
     Ok(Some(Stored {
         message: row,
         conversation,
         customer,
         number_id: number.id,
         meta_id,
+        pace,
         display: number.display_phone_number,
         account,
         agent,

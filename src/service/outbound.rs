@@ -216,7 +216,8 @@ fn failed(
     events::message(conn, row, None, EventKind::MessageStatusChanged, status)
 }
 
-fn pace_keys(number: PhoneNumberId, customer: CustomerId) -> (String, String) {
+/// The pacing keys of a number and of the pair (number, customer): Meta's two limits on sending.
+pub(super) fn pace_keys(number: PhoneNumberId, customer: CustomerId) -> (String, String) {
     (
         format!("number:{number}"),
         format!("pair:{number}:{customer}"),
@@ -252,11 +253,11 @@ impl From<crate::db::DbError> for SlotError {
     }
 }
 
-/// Takes a slot for the message within the number's and the pair's limits and marks it `sending`,
-/// in one transaction; or says when to come back.
-async fn take_slot(
+/// Takes a slot within the number's and the pair's limits ([`pace_keys`]) and marks `message`
+/// `sending` in the same transaction (when given); or says when to come back.
+pub(super) async fn take_slot(
     state: &AppState,
-    message: MessageId,
+    message: Option<MessageId>,
     keys: (String, String),
     number_pace: Pace,
 ) -> Result<Option<NaiveDateTime>, ServiceError> {
@@ -270,7 +271,10 @@ async fn take_slot(
                     let paces = [(keys.0.as_str(), number_pace), (keys.1.as_str(), PAIR_PACE)];
                     match pacing::reserve(conn, &paces, micros(now))? {
                         Reservation::Granted => {
-                            convs::set_status(conn, message, MessageStatus::Sending, None, now)?;
+                            if let Some(message) = message {
+                                let sending = MessageStatus::Sending;
+                                convs::set_status(conn, message, sending, None, now)?;
+                            }
                             Ok(None)
                         }
                         Reservation::WaitUntil(at) => Ok(Some(from_micros(at))),
@@ -381,7 +385,7 @@ pub(super) async fn handle(
     if !still_ours(state, job.id, owner).await? {
         return Ok(Outcome::LostLease);
     }
-    if let Some(at) = take_slot(state, id, keys.clone(), facts.send_pace()).await? {
+    if let Some(at) = take_slot(state, Some(id), keys.clone(), facts.send_pace()).await? {
         return Ok(Outcome::Later(at));
     }
     if !still_ours(state, job.id, owner).await? {
@@ -406,34 +410,14 @@ pub(super) async fn handle(
     if err.surely_not_done() && err.retryable() {
         // Meta did not take it: back to the queue, and the limit Meta hit is respected.
         let attempts = job.attempts;
-        let asked = err
-            .retry_after_seconds()
-            .map(|s| TimeDelta::seconds(i64::try_from(s).unwrap_or(600)));
-        let wait = match code {
-            Some(codes::PAIR_RATE_LIMIT) => {
-                Some(asked.unwrap_or(outbound::pair_limit_backoff(attempts - 1)))
-            }
-            Some(codes::THROUGHPUT_REACHED) => Some(asked.unwrap_or(TimeDelta::seconds(1))),
-            _ => asked,
-        };
+        let wait = refusal_wait(&err, attempts);
         let number_pace = facts.send_pace();
         state
             .db
             .run(move |conn| {
                 write_tx(conn, |conn| {
                     let now = db::now();
-                    if let Some(wait) = wait {
-                        let until = micros(now + wait);
-                        match code {
-                            Some(codes::PAIR_RATE_LIMIT) => {
-                                pacing::exhaust_until(conn, &keys.1, PAIR_PACE, until)?
-                            }
-                            Some(codes::THROUGHPUT_REACHED) => {
-                                pacing::exhaust_until(conn, &keys.0, number_pace, until)?
-                            }
-                            _ => {}
-                        }
-                    }
+                    note_refusal(conn, &keys, number_pace, code, wait, now)?;
                     convs::set_status(conn, id, MessageStatus::Queued, None, now)?;
                     Ok::<_, ServiceError>(())
                 })
@@ -451,6 +435,46 @@ pub(super) async fn handle(
         format!("{err}; Meta may have sent it, so it is not sent again")
     };
     fail(state, &found.message, code, why).await
+}
+
+/// How long to leave a send Meta did not take (`err` is retryable and surely not done), on its
+/// `attempts`-th try: what Meta asked for; else for its pair limit the 4^X seconds it describes,
+/// for its throughput limit a second; else `None` (the queue's own backoff).
+pub(super) fn refusal_wait(err: &MetaError, attempts: i64) -> Option<TimeDelta> {
+    let asked = err
+        .retry_after_seconds()
+        .map(|s| TimeDelta::seconds(i64::try_from(s).unwrap_or(600)));
+    match err {
+        MetaError::Api(e) if e.code == codes::PAIR_RATE_LIMIT => {
+            Some(asked.unwrap_or(outbound::pair_limit_backoff(attempts - 1)))
+        }
+        MetaError::Api(e) if e.code == codes::THROUGHPUT_REACHED => {
+            Some(asked.unwrap_or(TimeDelta::seconds(1)))
+        }
+        _ => asked,
+    }
+}
+
+/// Marks the limit Meta said was hit (Meta's `code`) spent for `wait`, so that every instance's
+/// next sends on that number, or to that customer, wait too.
+pub(super) fn note_refusal(
+    conn: &mut DbConnection,
+    keys: &(String, String),
+    number_pace: Pace,
+    code: Option<i64>,
+    wait: Option<TimeDelta>,
+    now: NaiveDateTime,
+) -> Result<(), ServiceError> {
+    let Some(wait) = wait else { return Ok(()) };
+    let until = micros(now + wait);
+    match code {
+        Some(codes::PAIR_RATE_LIMIT) => pacing::exhaust_until(conn, &keys.1, PAIR_PACE, until)?,
+        Some(codes::THROUGHPUT_REACHED) => {
+            pacing::exhaust_until(conn, &keys.0, number_pace, until)?
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A send job that is given up leaves its message failed, with the reason.

@@ -583,6 +583,108 @@ async fn a_worker_that_died_while_meta_had_the_answer_leaves_it_in_doubt_not_res
 }
 
 #[tokio::test]
+async fn an_answer_waits_for_room_in_metas_limits_before_the_agent_is_asked() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    // Other sends (an agent's, another instance's) have used the number's throughput for an hour.
+    let hour = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let pace = whatsapp_numbers::domain::outbound::Pace::per_second(80);
+    let tat = pace.exhausted_until(None, hour.timestamp_micros());
+    app.raw_connection()
+        .batch_execute(&format!(
+            "INSERT INTO send_pacing (pace_key, tat) VALUES ('number:{number}', {tat});"
+        ))
+        .unwrap();
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN9", "15551234567", "hours"),
+    )
+    .await;
+    // The job is put off until then, its attempt not counted, and nothing is sent.
+    let job = || {
+        use whatsapp_numbers::db::schema::webhook_jobs;
+        webhook_jobs::table
+            .select((
+                webhook_jobs::state,
+                webhook_jobs::attempts,
+                webhook_jobs::received_at,
+                webhook_jobs::run_after,
+            ))
+            .first::<(String, i64, chrono::NaiveDateTime, chrono::NaiveDateTime)>(
+                &mut app.raw_connection(),
+            )
+            .unwrap()
+    };
+    for _ in 0..400 {
+        let (state, _, received, run_after) = job();
+        if state == "queued" && run_after > received + chrono::TimeDelta::minutes(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (state, attempts, received, run_after) = job();
+    assert_eq!((state.as_str(), attempts), ("queued", 0));
+    assert!(
+        run_after > received + chrono::TimeDelta::minutes(59),
+        "put off until the number has room: {run_after}"
+    );
+    let messages = wait_for_messages(&app, "ws-a", |m| m.len() == 1).await;
+    assert_eq!(messages[0]["status"], "received");
+    assert!(sent_texts(&meta).await.is_empty());
+    // Room again: the answer goes, once.
+    app.raw_connection()
+        .batch_execute("DELETE FROM send_pacing; UPDATE webhook_jobs SET run_after = received_at;")
+        .unwrap();
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_meta_refuses_for_the_pair_limit_waits_as_meta_asks_and_marks_the_pair_spent() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_reads(&meta, &meta_id).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v25.0/{meta_id}/messages")))
+        .and(body_partial_json(json!({"type": "text"})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            "type": "OAuthException", "code": 131056, "fbtrace_id": "Apair"}})))
+        .up_to_n_times(1)
+        .mount(&meta)
+        .await;
+    meta_sends(&meta, &meta_id).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.IN10", "15551234567", "hours"),
+    )
+    .await;
+    wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    wait_for_idle_queue(&app).await;
+    assert_eq!(sent_texts(&meta).await.len(), 2, "refused once, then sent");
+    // The pair was marked spent, so every instance's sends to this customer waited too.
+    let pair: Vec<(String, i64)> = {
+        use whatsapp_numbers::db::schema::send_pacing;
+        send_pacing::table
+            .filter(send_pacing::pace_key.like(format!("pair:{number}:%")))
+            .select((send_pacing::pace_key, send_pacing::tat))
+            .load(&mut app.raw_connection())
+            .unwrap()
+    };
+    assert_eq!(pair.len(), 1);
+    let spent_until = chrono::Utc::now().timestamp_micros()
+        + (whatsapp_numbers::domain::outbound::PAIR_PACE.burst - 2)
+            * whatsapp_numbers::domain::outbound::PAIR_PACE.interval_us;
+    assert!(pair[0].1 > spent_until, "the pair's burst is used up");
+}
+
+#[tokio::test]
 async fn an_answer_whose_send_may_have_reached_meta_is_never_sent_again() {
     let meta = MockServer::start().await;
     let app = spawn_app_with_meta_and(&meta, |s| s.meta_timeout_seconds = 1).await;
