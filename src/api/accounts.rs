@@ -194,7 +194,8 @@ pub async fn list_whatsapp_accounts(
 /// Sync one account's numbers from Meta now.
 ///
 /// If the account was synced less than 30 seconds ago, that sync's result answers, without a
-/// call to Meta (Meta allows 200 Graph calls an hour per WABA).
+/// call to Meta (Meta allows 200 Graph calls an hour per WABA); if Meta failed its sync (down,
+/// timing out) less than 30 seconds ago, that failure answers again, with `retry_after_seconds`.
 #[utoipa::path(
     tag = "whatsapp-accounts",
     operation_id = "sync_whatsapp_account",

@@ -312,7 +312,8 @@ pub async fn list_quality_events(
 /// New numbers appear, changed ones update, numbers gone from Meta get `removed_at`. Accounts that
 /// fail are listed in `failed_accounts`; when every account fails, the first error is returned.
 /// An account synced less than 30 seconds ago answers that sync's result without calling Meta
-/// (Meta allows 200 Graph calls an hour per WABA).
+/// (Meta allows 200 Graph calls an hour per WABA), and one whose sync Meta failed (down, timing
+/// out) less than 30 seconds ago answers that failure again, with `retry_after_seconds`.
 #[utoipa::path(
     tag = "phone-numbers",
     operation_id = "sync_phone_numbers",

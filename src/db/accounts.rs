@@ -167,48 +167,50 @@ pub fn renew_sync(
 }
 
 /// Records how `owner`'s sync ended and releases its lease; nothing (0 rows) when the lease is no
-/// longer `owner`'s. A sync that `synced` may still leave a note (in `last_sync_error`) about what
-/// it could not take. `status` becomes `needs_reconnect` when Meta rejected the token.
+/// longer `owner`'s. A sync that succeeded may still leave a note (in `last_sync_error`) about
+/// what it could not take. `status` becomes `needs_reconnect` when Meta rejected the token.
 pub fn finish_sync(
     conn: &mut DbConnection,
     id: AccountId,
     owner: LeaseOwner,
-    synced: Option<&str>,
-    error: Option<&str>,
-    status: AccountStatus,
+    end: &SyncEnd<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    // `synced`: what the sync changed (JSON), when it succeeded.
-    let counts = synced;
-    let synced = counts.is_some();
-    let synced_at = synced.then_some(now);
     let query = diesel::update(
         accounts::table
             .filter(accounts::id.eq(id))
             .filter(accounts::sync_lease_owner.eq(owner)),
     );
-    match synced_at {
-        Some(at) => query
+    let common = (
+        accounts::last_sync_error.eq(end.error),
+        accounts::status.eq(end.status),
+        accounts::sync_lease_until.eq(None::<NaiveDateTime>),
+        accounts::sync_lease_owner.eq(None::<LeaseOwner>),
+        accounts::updated_at.eq(now),
+        accounts::last_sync_failed_at.eq(end.failure.map(|_| now)),
+        accounts::last_sync_failure.eq(end.failure),
+    );
+    match end.synced {
+        Some(counts) => query
             .set((
-                accounts::last_synced_at.eq(at),
+                accounts::last_synced_at.eq(now),
                 accounts::last_sync_counts.eq(counts),
-                accounts::last_sync_error.eq(error),
-                accounts::status.eq(status),
-                accounts::sync_lease_until.eq(None::<NaiveDateTime>),
-                accounts::sync_lease_owner.eq(None::<LeaseOwner>),
-                accounts::updated_at.eq(now),
+                common,
             ))
             .execute(conn),
-        None => query
-            .set((
-                accounts::last_sync_error.eq(error),
-                accounts::status.eq(status),
-                accounts::sync_lease_until.eq(None::<NaiveDateTime>),
-                accounts::sync_lease_owner.eq(None::<LeaseOwner>),
-                accounts::updated_at.eq(now),
-            ))
-            .execute(conn),
+        None => query.set(common).execute(conn),
     }
+}
+
+/// How a sync ended.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncEnd<'a> {
+    /// What the sync changed (JSON), when it succeeded.
+    pub synced: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// Meta's error (JSON) when it failed for a reason worth retrying later.
+    pub failure: Option<&'a str>,
+    pub status: AccountStatus,
 }
 
 /// Marks the account as needing reconnection (Meta rejected its token).

@@ -47,6 +47,10 @@ pub struct AccountRow {
     pub sync_lease_owner: Option<LeaseOwner>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// When the last sync failed for a reason worth retrying, and Meta's error then (JSON of
+    /// `MetaError`); cleared by a successful sync.
+    pub last_sync_failed_at: Option<NaiveDateTime>,
+    pub last_sync_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

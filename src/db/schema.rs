@@ -25,6 +25,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         next_sync_at -> Nullable<Timestamp>,
+        last_sync_failed_at -> Nullable<Timestamp>,
+        last_sync_failure -> Nullable<Text>,
     }
 }
 

@@ -96,7 +96,7 @@ impl ErrorClass {
 }
 
 /// Meta's error envelope, kept whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GraphError {
     pub http_status: u16,
     pub code: i64,
@@ -113,7 +113,7 @@ pub struct GraphError {
 }
 
 /// A failed call to Meta.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetaError {
     /// Meta answered with its error envelope.
     #[error("Meta error {}: {}", .0.code, .0.message)]

@@ -216,6 +216,8 @@ pub async fn connect(
                             sync_lease_owner: None,
                             created_at: now,
                             updated_at: now,
+                            last_sync_failed_at: None,
+                            last_sync_failure: None,
                         };
                         accounts::insert(conn, &row).map_err(elsewhere)?;
                         (row, true)

@@ -369,13 +369,23 @@ pub async fn sync_account(
         ),
         Err(err) => (None, Some(err.to_string()), account.status),
     };
+    // Meta failing in a way worth retrying is kept, so that the next clicks answer it again
+    // rather than spend the WABA's calls on a Meta that is down ([`recent_failure`]).
+    let failure = match &result {
+        Err(ServiceError::Meta(err)) if err.retryable() => serde_json::to_string(err).ok(),
+        _ => None,
+    };
     let id = account.id;
     state
         .db
         .run(move |conn| {
-            let now = db::now();
-            let synced = synced.as_deref();
-            accounts::finish_sync(conn, id, lease.owner, synced, error.as_deref(), status, now)
+            let end = accounts::SyncEnd {
+                synced: synced.as_deref(),
+                error: error.as_deref(),
+                failure: failure.as_deref(),
+                status,
+            };
+            accounts::finish_sync(conn, id, lease.owner, &end, db::now())
                 .map_err(ServiceError::from)
         })
         .await?;
@@ -385,25 +395,46 @@ pub async fn sync_account(
     result
 }
 
+/// The error of the account's last sync when Meta failed it less than [`COALESCE_MANUAL_SYNCS`]
+/// ago in a way worth retrying, with how long until it may be tried again.
+fn recent_failure(account: &AccountRow, now: chrono::NaiveDateTime) -> Option<MetaError> {
+    let since = now - account.last_sync_failed_at?;
+    if since >= COALESCE_MANUAL_SYNCS {
+        return None;
+    }
+    let mut err: MetaError = serde_json::from_str(account.last_sync_failure.as_deref()?).ok()?;
+    let left = (COALESCE_MANUAL_SYNCS - since)
+        .num_seconds()
+        .max(1)
+        .unsigned_abs();
+    if let MetaError::Api(graph) = &mut err {
+        graph.retry_after_seconds = Some(graph.retry_after_seconds.unwrap_or(0).max(left));
+    }
+    Some(err)
+}
+
 /// A sync someone asked for: an account synced successfully moments ago
-/// ([`COALESCE_MANUAL_SYNCS`]) answers that sync's result without calling Meta.
+/// ([`COALESCE_MANUAL_SYNCS`]) answers that sync's result without calling Meta, and one Meta
+/// failed moments ago (down, timing out) answers that failure, with when to try again.
 pub async fn sync_manually(
     state: &AppState,
     caller: &Principal,
     account: &AccountRow,
 ) -> Result<SyncCounts, ServiceError> {
+    let now = db::now();
     let recent = account
         .last_synced_at
-        .is_some_and(|at| db::now() - at < COALESCE_MANUAL_SYNCS)
+        .is_some_and(|at| now - at < COALESCE_MANUAL_SYNCS)
         && account.last_sync_error.is_none()
         && account.status == AccountStatus::Connected;
     let coalesced = recent
         .then_some(account.last_sync_counts.as_deref())
         .flatten()
         .and_then(|json| serde_json::from_str::<SyncCounts>(json).ok());
-    let (outcome, reason) = match coalesced {
-        Some(counts) => (Ok(counts), Some("coalesced")),
-        None => {
+    let (outcome, reason) = match (coalesced, recent_failure(account, now)) {
+        (Some(counts), _) => (Ok(counts), Some("coalesced")),
+        (None, Some(err)) => (Err(ServiceError::Meta(err)), Some("coalesced")),
+        (None, None) => {
             let outcome = sync_account(state, account).await;
             let reason = outcome.is_err().then_some("failed");
             (outcome, reason)

@@ -186,7 +186,10 @@ impl TestApp {
     pub fn forget_recent_syncs(&self) {
         use diesel::connection::SimpleConnection;
         self.raw_connection()
-            .batch_execute("UPDATE whatsapp_accounts SET last_synced_at = '2000-01-01 00:00:00', next_sync_at = '2000-01-01 00:00:00'")
+            .batch_execute(
+                "UPDATE whatsapp_accounts SET last_synced_at = '2000-01-01 00:00:00', \
+                 next_sync_at = '2000-01-01 00:00:00', last_sync_failed_at = '2000-01-01 00:00:00'",
+            )
             .expect("age the last syncs");
     }
 
@@ -373,6 +376,8 @@ impl TestApp {
             sync_lease_owner: None,
             created_at: now,
             updated_at: now,
+            last_sync_failed_at: None,
+            last_sync_failure: None,
         };
         let id = PhoneNumberId::random();
         let quality_rating = QualityRating::parse(seed.quality_rating).expect("a quality rating");

@@ -2408,3 +2408,93 @@ async fn two_instances_share_the_background_sync_each_account_once_then_schedule
     );
     drop(second);
 }
+
+#[tokio::test]
+async fn a_meta_outage_costs_one_call_however_often_sync_is_pressed_then_sync_resumes() {
+    let server = MockServer::start().await;
+    let (app, token) = connected_app(
+        &server,
+        vec![node("6001", "+1 555-000-6001", "CLOUD_API", "GREEN")],
+    )
+    .await;
+    // Meta is down (its listing answers 500) for the next call; then it recovers.
+    Mock::given(method("GET"))
+        .and(path(format!("/v25.0/{WABA}/phone_numbers")))
+        .respond_with(meta_error(
+            500,
+            2,
+            "An unexpected error has occurred. Please retry your request later.",
+            true,
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let listed_before = listing_calls(&server).await;
+    app.forget_recent_syncs();
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/phone-numbers/sync",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 502);
+        answers.push(response.json::<Value>().await.unwrap());
+    }
+    assert_eq!(
+        listing_calls(&server).await - listed_before,
+        1,
+        "one call to Meta for ten clicks"
+    );
+    for answer in &answers {
+        assert_eq!(answer["code"], "meta_error");
+        assert_eq!(answer["retryable"], true);
+        assert_eq!(answer["meta_error"]["code"], 2);
+    }
+    // The clicks after the first are answered from its failure, with when to try again.
+    for answer in &answers[1..] {
+        let wait = answer["retry_after_seconds"].as_u64().unwrap();
+        assert!((1..=30).contains(&wait), "{answer}");
+    }
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    assert!(accounts["data"][0]["last_sync_error"].is_string());
+    // Once the wait is over, the next click calls Meta, which has recovered.
+    app.forget_recent_syncs();
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(listing_calls(&server).await - listed_before, 2);
+    let accounts = app.get_json("/api/v1/whatsapp/accounts", &token).await;
+    assert!(accounts["data"][0]["last_sync_error"].is_null());
+    // A success clears the failure: the next click within the window answers the success.
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/phone-numbers/sync",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(listing_calls(&server).await - listed_before, 2);
+}
+
+async fn listing_calls(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/phone_numbers"))
+        .count()
+}
