@@ -119,7 +119,9 @@ impl ApiError {
                 S::SecretRequired { .. } => C::SecretRequired,
                 S::RegistrationInProgress { .. } => C::RegistrationInProgress,
                 S::AlreadyRegistered { .. } => C::AlreadyRegistered,
-                S::RegistrationLimitReached { .. } => C::RegistrationLimitReached,
+                S::RegistrationLimitReached { .. } | S::RegistrationPaused { .. } => {
+                    C::RegistrationLimitReached
+                }
                 S::AccountNeedsReconnect => C::AccountNeedsReconnect,
                 S::AccountConnectedElsewhere => C::AccountConnectedElsewhere,
                 S::SyncInProgress => C::SyncInProgress,

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::problem::MetaErrorBody;
 use crate::db::models::{AccountRow, AuditEventRow, QualityEventRow, RegistrationAttemptRow};
-use crate::domain::registration::{CALLS_PER_CLICK, MAX_ATTEMPTS_IN_WINDOW};
+use crate::domain::registration::MAX_ATTEMPTS_IN_WINDOW;
 use crate::domain::responder::Responder;
 use crate::domain::{
     AccountId, AccountStatus, AgentId, AttemptId, AttemptOutcome, AuditAction, AuditEventId,
@@ -74,7 +74,8 @@ pub struct Registration {
     /// Register calls Meta allows per number in 72 hours (10); past that Meta blocks the number.
     #[schema(minimum = 0)]
     pub max_attempts: i64,
-    /// Calls to Meta one click of Register may make (the first, plus retries of transient errors).
+    /// Calls to Meta the next click of Register may make: the first, plus retries of transient
+    /// errors (3); one while Meta has not been answering (`blocked_reason` `meta_unavailable`).
     #[schema(minimum = 1)]
     pub calls_per_click: i64,
     /// When Register can be clicked again, if something blocks it until a time; else null.
@@ -187,8 +188,12 @@ impl From<NumberRecord> for PhoneNumber {
                 last_attempt_at: row.registration_last_attempt_at.map(utc),
                 attempts_in_window: count(status.window.calls),
                 max_attempts: count(MAX_ATTEMPTS_IN_WINDOW),
-                calls_per_click: count(CALLS_PER_CLICK),
-                next_attempt_at: status.window.blocked_until.map(utc),
+                calls_per_click: count(status.window.calls_per_click()),
+                next_attempt_at: status
+                    .window
+                    .blocked_until
+                    .or(status.window.paused_until)
+                    .map(utc),
                 blocked_reason: status.blocked_reason,
             },
             can_assign_inbound_agent,

@@ -148,6 +148,8 @@ pub struct RegistrationAttemptRow {
     pub meta_message: Option<String>,
     pub fbtrace_id: Option<String>,
     pub created_at: NaiveDateTime,
+    /// Meta did not answer usefully (down, timing out, a transient error).
+    pub meta_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -413,16 +413,20 @@ pub fn release_account(
     Ok(removed)
 }
 
-/// Register calls since `since` of the given numbers: `(number, when, Meta's error code)`.
+/// One register call as the window needs it: the number, when, Meta's error code, and whether
+/// Meta left it unanswered (down, timing out).
+pub type CallRecord = (PhoneNumberId, NaiveDateTime, Option<i64>, bool);
+
+/// Register calls since `since` of the given numbers.
 pub fn calls_since(
     conn: &mut DbConnection,
     ids: &[PhoneNumberId],
     since: NaiveDateTime,
-) -> QueryResult<Vec<(PhoneNumberId, NaiveDateTime, Option<i64>)>> {
+) -> QueryResult<Vec<CallRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let calls: Vec<(PhoneNumberId, super::types::DbTime, Option<i64>)> =
+    let calls: Vec<(PhoneNumberId, super::types::DbTime, Option<i64>, bool)> =
         registration_attempts::table
             .filter(registration_attempts::number_id.eq_any(ids))
             .filter(registration_attempts::created_at.gt(since))
@@ -430,11 +434,12 @@ pub fn calls_since(
                 registration_attempts::number_id,
                 registration_attempts::created_at,
                 registration_attempts::meta_code,
+                registration_attempts::meta_unavailable,
             ))
             .load(conn)?;
     Ok(calls
         .into_iter()
-        .map(|(id, at, code)| (id, at.0, code))
+        .map(|(id, at, code, unavailable)| (id, at.0, code, unavailable))
         .collect())
 }
 

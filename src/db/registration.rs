@@ -25,6 +25,7 @@ pub struct AttemptFinish {
     pub meta_subcode: Option<i64>,
     pub meta_message: Option<String>,
     pub fbtrace_id: Option<String>,
+    pub meta_unavailable: bool,
 }
 
 pub fn finish_attempt(

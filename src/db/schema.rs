@@ -94,6 +94,7 @@ diesel::table! {
         meta_message -> Nullable<Text>,
         fbtrace_id -> Nullable<Text>,
         created_at -> Timestamp,
+        meta_unavailable -> Bool,
     }
 }
 

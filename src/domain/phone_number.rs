@@ -72,6 +72,8 @@ impl NumberFacts<'_> {
             Some(BlockedReason::AccountNeedsReconnect)
         } else if window.blocked_until.is_some() {
             Some(BlockedReason::LimitReached)
+        } else if window.paused_until.is_some() {
+            Some(BlockedReason::MetaUnavailable)
         } else {
             None
         }

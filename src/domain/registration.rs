@@ -11,6 +11,13 @@ pub const WINDOW: TimeDelta = TimeDelta::hours(72);
 pub const MAX_ATTEMPTS_IN_WINDOW: usize = 10;
 /// Calls to Meta one click may make: the first, plus retries after transient errors.
 pub const CALLS_PER_CLICK: usize = 3;
+/// After a click whose calls Meta did not answer (down, timing out), the next try waits this long,
+/// doubled for every unanswered call after that click's, up to [`MAX_OUTAGE_PAUSE`]; and each try
+/// makes one call until Meta answers one. Clicking through an outage would otherwise spend the number's 10
+/// calls in a few seconds and block it for 72 hours.
+pub const OUTAGE_PAUSE: TimeDelta = TimeDelta::minutes(1);
+/// Longest pause between tries while Meta does not answer.
+pub const MAX_OUTAGE_PAUSE: TimeDelta = TimeDelta::hours(1);
 /// Slack on top of what one call and the wait before it may take: the database work around a call.
 const LEASE_MARGIN: TimeDelta = TimeDelta::seconds(30);
 
@@ -41,6 +48,8 @@ pub struct CallInWindow {
     pub at: NaiveDateTime,
     /// Meta answered that the number is blocked from registering (its own 72-hour block).
     pub blocked_by_meta: bool,
+    /// Meta did not answer it usefully: down, timing out, a transient error.
+    pub unanswered: bool,
 }
 
 /// How much of the window a number has used, and when it may be registered again.
@@ -54,18 +63,27 @@ pub struct WindowUse {
     pub blocked_until: Option<NaiveDateTime>,
     /// Blocked because Meta said so (rather than because we counted the calls up).
     pub blocked_by_meta: bool,
+    /// Meta did not answer the latest calls: how many in a row.
+    pub unanswered_in_a_row: usize,
+    /// While Meta does not answer, no try before then ([`OUTAGE_PAUSE`]); `None` otherwise.
+    pub paused_until: Option<NaiveDateTime>,
 }
 
 impl WindowUse {
     /// Reads the calls of the window (any order) at `now`.
     pub fn of(calls: &[CallInWindow], now: NaiveDateTime) -> Self {
         let start = window_start(now);
-        let mut times: Vec<NaiveDateTime> = calls
-            .iter()
-            .map(|c| c.at)
-            .filter(|at| *at > start)
-            .collect();
-        times.sort();
+        let mut in_window: Vec<CallInWindow> =
+            calls.iter().copied().filter(|c| c.at > start).collect();
+        in_window.sort_by_key(|c| c.at);
+        let times: Vec<NaiveDateTime> = in_window.iter().map(|c| c.at).collect();
+        let unanswered_in_a_row = in_window.iter().rev().take_while(|c| c.unanswered).count();
+        // A pause starts once a whole click's calls went unanswered.
+        let paused_until = in_window
+            .last()
+            .filter(|_| unanswered_in_a_row >= CALLS_PER_CLICK)
+            .map(|last| last.at + outage_pause(unanswered_in_a_row))
+            .filter(|until| *until > now);
         let meta_block = calls
             .iter()
             .filter(|c| c.blocked_by_meta && c.at > start)
@@ -86,13 +104,32 @@ impl WindowUse {
             },
             blocked_until,
             blocked_by_meta: meta_block.is_some(),
+            unanswered_in_a_row,
+            paused_until,
         }
     }
 
-    /// Calls the next click may make.
-    pub fn calls_for_next_click(&self) -> usize {
-        self.calls_left.min(CALLS_PER_CLICK)
+    /// Calls a click may make: one while Meta has not been answering, else [`CALLS_PER_CLICK`].
+    pub fn calls_per_click(&self) -> usize {
+        if self.unanswered_in_a_row > 0 {
+            1
+        } else {
+            CALLS_PER_CLICK
+        }
     }
+
+    /// Calls the next click may make: [`Self::calls_per_click`], never more than the window has left.
+    pub fn calls_for_next_click(&self) -> usize {
+        self.calls_left.min(self.calls_per_click())
+    }
+}
+
+/// The pause after `unanswered` calls in a row that Meta did not answer ([`OUTAGE_PAUSE`]).
+pub fn outage_pause(unanswered: usize) -> TimeDelta {
+    let doublings = u32::try_from(unanswered.saturating_sub(CALLS_PER_CLICK))
+        .unwrap_or(u32::MAX)
+        .min(8);
+    (OUTAGE_PAUSE * (1i32 << doublings)).min(MAX_OUTAGE_PAUSE)
 }
 
 #[cfg(test)]
@@ -103,6 +140,7 @@ mod tests {
         CallInWindow {
             at: now - TimeDelta::hours(hours_ago),
             blocked_by_meta: false,
+            unanswered: false,
         }
     }
 
@@ -142,11 +180,59 @@ mod tests {
         let blocked = CallInWindow {
             at: now - TimeDelta::hours(2),
             blocked_by_meta: true,
+            unanswered: false,
         };
         let usage = WindowUse::of(&[at(5, now), blocked], now);
         assert!(usage.blocked_by_meta);
         assert_eq!(usage.calls_left, 0);
         assert_eq!(usage.blocked_until, Some(blocked.at + WINDOW));
+    }
+
+    #[test]
+    fn while_meta_does_not_answer_tries_pause_longer_each_time_and_make_one_call() {
+        let now = chrono::Utc::now().naive_utc();
+        let unanswered = |seconds_ago: i64| CallInWindow {
+            at: now - TimeDelta::seconds(seconds_ago),
+            blocked_by_meta: false,
+            unanswered: true,
+        };
+        // A click of three unanswered calls, ten seconds ago: a minute's pause, then one call.
+        let click = [unanswered(14), unanswered(12), unanswered(10)];
+        let usage = WindowUse::of(&click, now);
+        assert_eq!(usage.unanswered_in_a_row, 3);
+        assert_eq!(
+            usage.paused_until,
+            Some(now - TimeDelta::seconds(10) + OUTAGE_PAUSE)
+        );
+        assert_eq!(usage.calls_for_next_click(), 1);
+        assert_eq!(usage.blocked_until, None, "not blocked: paused");
+        // Each unanswered try after that doubles the pause, up to an hour.
+        assert_eq!(outage_pause(4), TimeDelta::minutes(2));
+        assert_eq!(outage_pause(6), TimeDelta::minutes(8));
+        assert_eq!(outage_pause(9), MAX_OUTAGE_PAUSE);
+        // One or two unanswered calls (a click cut short) do not pause, but the next makes one call.
+        let short = WindowUse::of(&click[..2], now);
+        assert_eq!(short.paused_until, None);
+        assert_eq!(short.calls_for_next_click(), 1);
+        // Once the pause is over, one call may go.
+        let later = WindowUse::of(&click, now + OUTAGE_PAUSE);
+        assert_eq!(later.paused_until, None);
+        assert_eq!(later.calls_for_next_click(), 1);
+        // An answered call ends it: a full click again.
+        let mut answered = click.to_vec();
+        answered.push(at(0, now));
+        let usage = WindowUse::of(&answered, now);
+        assert_eq!((usage.unanswered_in_a_row, usage.paused_until), (0, None));
+        assert_eq!(usage.calls_for_next_click(), CALLS_PER_CLICK);
+        // Clicking on through an outage, the tenth call comes two hours after the first click,
+        // not four clicks later.
+        let before_tenth: TimeDelta = (CALLS_PER_CLICK..MAX_ATTEMPTS_IN_WINDOW)
+            .map(outage_pause)
+            .sum();
+        assert_eq!(
+            before_tenth,
+            TimeDelta::minutes(1 + 2 + 4 + 8 + 16 + 32 + 60)
+        );
     }
 
     #[test]

@@ -223,12 +223,15 @@ text_enum! {
     /// Why the Register action cannot be used now; null when nothing blocks it (or the number is
     /// registered already). `coexistence`: Meta registered the number itself (WhatsApp Business
     /// app); `removed`: gone from Meta; `account_needs_reconnect`: the account's token was
-    /// rejected; `limit_reached`: Meta's 10 calls in 72 hours are used up (see `next_attempt_at`).
+    /// rejected; `limit_reached`: Meta's 10 calls in 72 hours are used up (see `next_attempt_at`);
+    /// `meta_unavailable`: Meta did not answer the latest register calls (down, timing out), so
+    /// the next try waits until `next_attempt_at` and makes one call.
     "blocked reason" pub enum BlockedReason {
         Coexistence = "coexistence",
         Removed = "removed",
         AccountNeedsReconnect = "account_needs_reconnect",
         LimitReached = "limit_reached",
+        MetaUnavailable = "meta_unavailable",
     }
 }
 

@@ -67,6 +67,14 @@ pub enum ServiceError {
         by_meta: bool,
         retry_after_seconds: u64,
     },
+    /// Meta did not answer the number's latest register calls (down, timing out): the next try
+    /// waits, so that an outage does not spend Meta's 10 calls in 72 hours.
+    #[error("Meta did not answer the last {unanswered} register calls for this number (it may be down). So that retrying does not spend the number's 10 register calls in 72 hours, the next try waits until {} UTC, and makes one call.", until.format("%Y-%m-%d %H:%M:%S"))]
+    RegistrationPaused {
+        until: NaiveDateTime,
+        unanswered: usize,
+        retry_after_seconds: u64,
+    },
     /// The account's token is missing or Meta rejected it.
     #[error(
         "The WhatsApp account's access token is missing or was rejected by Meta. {}",
@@ -142,6 +150,7 @@ impl ServiceError {
     pub fn retryable(&self) -> Option<bool> {
         match self {
             ServiceError::RegistrationLimitReached { .. }
+            | ServiceError::RegistrationPaused { .. }
             | ServiceError::SyncInProgress
             | ServiceError::WabaCallBudgetSpent { .. }
             | ServiceError::Unavailable(_) => Some(true),
@@ -157,6 +166,10 @@ impl ServiceError {
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
             ServiceError::RegistrationLimitReached {
+                retry_after_seconds,
+                ..
+            }
+            | ServiceError::RegistrationPaused {
                 retry_after_seconds,
                 ..
             } => Some(*retry_after_seconds),

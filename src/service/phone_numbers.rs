@@ -63,10 +63,11 @@ pub(crate) fn calls_in_window(
     now: NaiveDateTime,
 ) -> Result<HashMap<PhoneNumberId, Vec<CallInWindow>>, ServiceError> {
     let mut calls: HashMap<PhoneNumberId, Vec<CallInWindow>> = HashMap::new();
-    for (number, at, code) in numbers::calls_since(conn, ids, window_start(now))? {
+    for (number, at, code, unanswered) in numbers::calls_since(conn, ids, window_start(now))? {
         calls.entry(number).or_default().push(CallInWindow {
             at,
             blocked_by_meta: code == Some(REGISTRATION_BLOCKED),
+            unanswered,
         });
     }
     Ok(calls)

@@ -112,6 +112,8 @@ fn plan_and_queue(
                         .map(|until| (until - now).num_seconds().max(1).unsigned_abs());
                     Some(RegisterSkipReason::LimitReached)
                 }
+                // Queued: its job waits for the pause to end, then makes one call.
+                Some(BlockedReason::MetaUnavailable) => None,
                 None if !facts.needs_registration() => Some(RegisterSkipReason::AlreadyRegistered),
                 None => None,
             }
@@ -207,6 +209,8 @@ pub(super) async fn handle(
         }) => Ok(Outcome::Later(
             db::now() + TimeDelta::seconds(i64::try_from(retry_after_seconds).unwrap_or(3600)),
         )),
+        // Meta has not been answering this number's register calls: one call once the pause ends.
+        Err(ServiceError::RegistrationPaused { until, .. }) => Ok(Outcome::Later(until)),
         Err(err @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => {
             Ok(Outcome::Retry(err.diagnostic()))
         }

@@ -257,7 +257,7 @@ async fn claim(
                 }
                 let data = serde_json::json!({"number_id": id});
                 super::events::emit(conn, &ws, EventKind::RegistrationStarted, data)?;
-                let window = window_now(conn, id, now)?;
+                let window = window_now(conn, id, now, true)?;
                 let account = accounts::get(conn, &ws, number.row.whatsapp_account_id)?
                     .ok_or_else(|| ServiceError::Internal("number without account".into()))?;
                 let pin_enc = numbers::ensure_pin(conn, id, &fresh_pin)?;
@@ -274,23 +274,31 @@ async fn claim(
         .await
 }
 
-/// The number's use of Meta's window now; refused when it is used up.
+/// The number's use of Meta's window now; refused when it is used up, and at the start of a click
+/// (`new_click`) while tries are paused because Meta has not been answering.
 fn window_now(
     conn: &mut db::DbConnection,
     id: PhoneNumberId,
     now: chrono::NaiveDateTime,
+    new_click: bool,
 ) -> Result<WindowUse, ServiceError> {
     let calls = calls_in_window(conn, &[id], now)?
         .remove(&id)
         .unwrap_or_default();
     let window = WindowUse::of(&calls, now);
-    match window.blocked_until {
-        Some(until) => Err(ServiceError::RegistrationLimitReached {
+    let wait = |until: chrono::NaiveDateTime| (until - now).num_seconds().max(1).unsigned_abs();
+    match (window.blocked_until, window.paused_until) {
+        (Some(until), _) => Err(ServiceError::RegistrationLimitReached {
             until,
             by_meta: window.blocked_by_meta,
-            retry_after_seconds: (until - now).num_seconds().max(1).unsigned_abs(),
+            retry_after_seconds: wait(until),
         }),
-        None => Ok(window),
+        (None, Some(until)) if new_click => Err(ServiceError::RegistrationPaused {
+            until,
+            unanswered: window.unanswered_in_a_row,
+            retry_after_seconds: wait(until),
+        }),
+        (None, _) => Ok(window),
     }
 }
 
@@ -315,6 +323,7 @@ async fn before_call(
         meta_message: None,
         fbtrace_id: None,
         created_at: db::now(),
+        meta_unavailable: false,
     };
     state
         .db
@@ -324,7 +333,7 @@ async fn before_call(
                 if !numbers::renew_registration(conn, id, owner, now, now + lease)? {
                     return Err(ServiceError::RegistrationInProgress { display });
                 }
-                window_now(conn, id, now)?;
+                window_now(conn, id, now, false)?;
                 let row = RegistrationAttemptRow {
                     created_at: now,
                     ..row
@@ -360,6 +369,7 @@ async fn finish_attempt(
             Some(MetaError::Api(e)) => e.fbtrace_id.clone(),
             _ => None,
         },
+        meta_unavailable: error.is_some_and(|e| e.class() == ErrorClass::Transient),
     };
     state
         .db

@@ -2498,3 +2498,78 @@ async fn listing_calls(server: &MockServer) -> usize {
         .filter(|r| r.url.path().ends_with("/phone_numbers"))
         .count()
 }
+
+#[tokio::test]
+async fn clicking_register_through_a_meta_outage_pauses_and_probes_instead_of_spending_the_window()
+{
+    let server = MockServer::start().await;
+    let (app, token, id) = app_with_number(&server, "7901", "ON_PREMISE").await;
+    // Meta answers 500 to the next four register calls, then recovers.
+    mount_register(
+        &server,
+        "7901",
+        meta_error(500, 2, "Service temporarily unavailable", true),
+        Some(4),
+    )
+    .await;
+    mount_register(&server, "7901", ok(), None).await;
+    mount_reread(&server, "7901", "+1 555-000-7901").await;
+    let first = register(&app, &token, &id).await;
+    let problem = assert_problem(first, 502, "meta_error").await;
+    assert_eq!(problem["retryable"], true);
+    assert_eq!(
+        register_calls(&server, "7901").await.len(),
+        3,
+        "one click's calls"
+    );
+    // Clicks right after are refused without a call, with when to try again.
+    for _ in 0..4 {
+        let again = register(&app, &token, &id).await;
+        let problem = assert_problem(again, 429, "registration_limit_reached").await;
+        let wait = problem["retry_after_seconds"].as_u64().unwrap();
+        assert!((1..=60).contains(&wait), "{problem}");
+        assert!(problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"));
+    }
+    assert_eq!(register_calls(&server, "7901").await.len(), 3);
+    let number = app
+        .get_json(&format!("/api/v1/phone-numbers/{id}"), &token)
+        .await;
+    let registration = &number["registration"];
+    assert_eq!(registration["blocked_reason"], "meta_unavailable");
+    assert!(registration["next_attempt_at"].is_string());
+    assert_eq!(registration["calls_per_click"], 1);
+    assert_eq!(registration["attempts_in_window"], 3);
+    // The pause is over (the calls are made older): one call, still unanswered, a longer pause.
+    let age_calls = |seconds: i64| {
+        use diesel::connection::SimpleConnection;
+        let at = (chrono::Utc::now() - chrono::TimeDelta::seconds(seconds))
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        app.raw_connection()
+            .batch_execute(&format!(
+                "UPDATE registration_attempts SET created_at = '{at}';"
+            ))
+            .unwrap();
+    };
+    age_calls(65);
+    let probe = register(&app, &token, &id).await;
+    assert_problem(probe, 502, "meta_error").await;
+    assert_eq!(register_calls(&server, "7901").await.len(), 4, "one call");
+    let soon = register(&app, &token, &id).await;
+    let problem = assert_problem(soon, 429, "registration_limit_reached").await;
+    let wait = problem["retry_after_seconds"].as_u64().unwrap();
+    assert!((61..=120).contains(&wait), "twice as long: {problem}");
+    // Meta is back: the next try after the pause registers the number, with one call.
+    age_calls(125);
+    let response = register(&app, &token, &id).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(register_calls(&server, "7901").await.len(), 5);
+    let number: Value = response.json().await.unwrap();
+    assert_eq!(number["registration"]["state"], "registered");
+    assert_eq!(number["registration"]["calls_per_click"], 3);
+    assert_eq!(number["registration"]["blocked_reason"], Value::Null);
+}

@@ -227,6 +227,8 @@ export function actionsCell(n: PhoneNumber): string {
           return r.state === "failed" && r.retryable === false ? "Fix in Meta, then Register" : "Register";
         case "limit_reached":
           return `Blocked until ${r.next_attempt_at ?? "later"} (${r.attempts_in_window}/${r.max_attempts})`;
+        case "meta_unavailable":
+          return `Meta is not answering: try again after ${r.next_attempt_at ?? "a while"}`;
         case "account_needs_reconnect":
           return "Reconnect the account";
         case "coexistence":

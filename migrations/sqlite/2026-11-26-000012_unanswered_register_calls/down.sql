@@ -1,0 +1,1 @@
+ALTER TABLE registration_attempts DROP COLUMN meta_unavailable;
