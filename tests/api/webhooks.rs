@@ -89,6 +89,16 @@ pub(crate) async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Respons
     deliver_bytes(app, &body, Some(signature)).await
 }
 
+/// An app whose Meta is `meta`, with a live number of `ws-a` answered by the FAQ agent
+/// ([`faq_agent`]) and Meta taking its sends; returns (app, our number id, Meta's id).
+pub(crate) async fn answering_app(meta: &MockServer) -> (TestApp, String, String) {
+    let app = spawn_app_with_meta(meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(meta, &meta_id).await;
+    (app, number, meta_id)
+}
+
 /// Meta's read receipts of `meta_id`: `success`.
 pub(crate) async fn meta_reads(meta: &MockServer, meta_id: &str) {
     Mock::given(method("POST"))
@@ -364,10 +374,7 @@ async fn a_message_to_a_number_without_agent_is_stored_and_nothing_is_sent() {
 #[tokio::test]
 async fn a_username_customer_without_phone_number_is_answered_by_bsuid() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     let delivery = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
         "metadata": {"phone_number_id": meta_id},
         "contacts": [{"profile": {"name": "Ann", "username": "ann.k"}, "wa_id": "", "user_id": "US.13491208655302741918"}],
@@ -394,10 +401,7 @@ async fn a_username_customer_without_phone_number_is_answered_by_bsuid() {
 #[tokio::test]
 async fn a_batched_delivery_has_every_entry_and_message_handled() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     let entries: Vec<Value> = (0..4)
         .map(|e| {
             let messages: Vec<Value> = (0..5)
@@ -435,10 +439,7 @@ async fn a_batched_delivery_has_every_entry_and_message_handled() {
 #[tokio::test]
 async fn statuses_move_an_answer_forward_only_and_keep_metas_error() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.IN3", "15551234567", "hours"),
@@ -515,10 +516,7 @@ async fn conversations_are_seen_only_by_their_workspace() {
 #[tokio::test]
 async fn a_job_held_by_a_worker_that_died_is_finished_by_another() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     // A worker of another process claimed the job, then died: its lease runs out.
     let delivery = text_message(&meta_id, "wamid.IN6", "15551234567", "hours");
     let jobs = whatsapp_numbers::domain::webhook::jobs_of_delivery(delivery.to_string().as_bytes())
@@ -549,10 +547,7 @@ async fn a_job_held_by_a_worker_that_died_is_finished_by_another() {
 #[tokio::test]
 async fn a_worker_that_died_while_meta_had_the_answer_leaves_it_in_doubt_not_resent() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     deliver(
         &app,
         &text_message(&meta_id, "wamid.IN8", "15551234567", "hours"),
@@ -585,10 +580,7 @@ async fn a_worker_that_died_while_meta_had_the_answer_leaves_it_in_doubt_not_res
 #[tokio::test]
 async fn an_answer_waits_for_room_in_metas_limits_before_the_agent_is_asked() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, number, meta_id) = answering_app(&meta).await;
     // Other sends (an agent's, another instance's) have used the number's throughput for an hour.
     let hour = chrono::Utc::now() + chrono::TimeDelta::hours(1);
     let pace = whatsapp_numbers::domain::outbound::Pace::per_second(80);
@@ -1702,10 +1694,7 @@ async fn stopping_hands_back_claimed_jobs_and_another_instance_answers_them_once
 #[tokio::test]
 async fn a_database_outage_makes_the_service_unready_and_it_recovers_by_itself_losing_nothing() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_sends(&meta, &meta_id).await;
+    let (app, _, meta_id) = answering_app(&meta).await;
     let ready = |app: &TestApp| {
         let request = app.client.get(format!("{}/readyz", app.address)).send();
         async move { request.await.unwrap().status().as_u16() }
