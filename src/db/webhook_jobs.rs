@@ -166,6 +166,19 @@ pub fn delete_done_before(
     diesel::delete(webhook_jobs::table.filter(webhook_jobs::id.eq_any(ids))).execute(conn)
 }
 
+/// When `owner`'s lease on the job runs out; `None` when `owner` no longer holds it (a read).
+pub fn lease_of(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: LeaseOwner,
+) -> QueryResult<Option<NaiveDateTime>> {
+    held!(id, owner)
+        .select(webhook_jobs::lease_until)
+        .first::<Option<NaiveDateTime>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 /// Extends the lease if `owner` still holds it; false when it does not (it lapsed and another
 /// worker took the job): the caller must stop before its next external call.
 pub fn renew(

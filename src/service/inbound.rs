@@ -463,7 +463,9 @@ async fn handle(state: &AppState, job: &JobRow, owner: LeaseOwner) -> Outcome {
     result.unwrap_or_else(|err| Outcome::Retry(err.to_string()))
 }
 
-/// Extends the job's lease; false when another worker took it (stop before calling out).
+/// Whether the job is still this worker's, its lease long enough for the next step; false when
+/// another worker took it (stop before calling out). A lease is twice the longest step: while
+/// more than half of it is left, a read says so; otherwise it is extended.
 pub(super) async fn still_ours(
     state: &AppState,
     job: i64,
@@ -473,7 +475,12 @@ pub(super) async fn still_ours(
     state
         .db
         .run(move |conn| {
-            jobs::renew(conn, job, owner, db::now() + lease).map_err(ServiceError::from)
+            let now = db::now();
+            match jobs::lease_of(conn, job, owner)? {
+                None => Ok(false),
+                Some(until) if until - now > lease / 2 => Ok(true),
+                Some(_) => jobs::renew(conn, job, owner, now + lease).map_err(ServiceError::from),
+            }
         })
         .await
 }
@@ -593,14 +600,20 @@ async fn ask_agent(
             crate::domain::responder::Responder::Openai { openai } => {
                 i64::from(openai.history_messages)
             }
-            _ => 20,
+            // The FAQ answers from the message alone.
+            crate::domain::responder::Responder::Faq { .. } => 0,
+            crate::domain::responder::Responder::Webhook { .. } => 20,
         };
-        state
-            .db
-            .run(move |conn| {
-                convs::recent_texts(conn, conversation, before, n).map_err(ServiceError::from)
-            })
-            .await?
+        if n == 0 {
+            Vec::new()
+        } else {
+            state
+                .db
+                .run(move |conn| {
+                    convs::recent_texts(conn, conversation, before, n).map_err(ServiceError::from)
+                })
+                .await?
+        }
     };
     let secret = match &agent.responder_secret_enc {
         Some(sealed) => match state.secrets.decrypt(sealed) {

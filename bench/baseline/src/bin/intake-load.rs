@@ -3,18 +3,18 @@
 //! `SECONDS`, one request at a time per connection. Bodies and signatures are made before the
 //! clock starts. Prints `requests_per_second p99_ms ok non_200`.
 //!
-//! Environment: `ADDRESS` (host:port), `META_APP_SECRET`, `PHONE_NUMBER_ID`, `SECONDS` (10), `CONNECTIONS` (32),
-//! `PREFIX` (makes this run's wamids differ from another run's).
+//! Environment: `ADDRESS` (host:port), `META_APP_SECRET`, `PHONE_NUMBER_ID` (one, or several
+//! separated by commas: deliveries go to each in turn), `SECONDS` (10), `CONNECTIONS` (32),
+//! `PREFIX` (makes this run's wamids differ from another run's), `CUSTOMERS` (1: every delivery
+//! from one customer; N: N customers writing in turn).
 
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-fn signed(secret: &[u8], number: &str, wamid: &str) -> (String, String) {
-    let body = format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550100","phone_number_id":"{number}"}},"contacts":[{{"profile":{{"name":"Bench User"}},"wa_id":"15551234567","user_id":"US.15551234567"}}],"messages":[{{"from":"15551234567","from_user_id":"US.15551234567","id":"{wamid}","timestamp":"1764150000","type":"text","text":{{"body":"What are your opening hours?"}}}}]}},"field":"messages"}}]}}]}}"#
-    );
+fn signed(secret: &[u8], number: &str, wamid: &str, from: &str) -> (String, String) {
+    let body = bench_baseline::delivery(number, wamid, from);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(body.as_bytes());
     let hex: String = mac
@@ -69,17 +69,24 @@ async fn main() {
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     let address = env("ADDRESS", "127.0.0.1:18081");
     let secret = env("META_APP_SECRET", "bench").into_bytes();
-    let number = env("PHONE_NUMBER_ID", "106540352242922");
+    let numbers: Vec<String> = env("PHONE_NUMBER_ID", "106540352242922")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let seconds: u64 = env("SECONDS", "10").parse().expect("SECONDS");
     let connections: usize = env("CONNECTIONS", "32").parse().expect("CONNECTIONS");
     let prefix = env("PREFIX", "run");
+    let customers: usize = env("CUSTOMERS", "1").parse().expect("CUSTOMERS");
     // Enough requests for 100,000 deliveries a second; each connection takes its own share.
     let per_connection = (100_000 * seconds as usize) / connections + 1;
     let mut prepared = Vec::new();
     for c in 0..connections {
         let requests: Vec<Vec<u8>> = (0..per_connection)
             .map(|i| {
-                let (body, signature) = signed(&secret, &number, &format!("wamid.{prefix}.{c}.{i}"));
+                let k = c * per_connection + i;
+                let from = bench_baseline::customer(k, customers);
+                let wamid = format!("wamid.{prefix}.{c}.{i}");
+                let (body, signature) = signed(&secret, &numbers[k % numbers.len()], &wamid, &from);
                 format!(
                     "POST /webhooks/whatsapp HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
                      x-hub-signature-256: {signature}\r\ncontent-length: {}\r\n\r\n{body}",

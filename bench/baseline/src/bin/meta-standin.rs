@@ -2,9 +2,12 @@
 //! its `subscribed_apps`, and `GET /{WABA}/phone_numbers` in pages (`limit`, at most 100, and an
 //! `after` cursor, with `paging.next` while more follow), as the reference describes them.
 //! `POST /__change?percent=N` changes the quality rating of the first N % of the numbers.
+//! `POST /{PHONE-NUMBER-ID}/messages` takes a message (a new `wamid`) or a read receipt
+//! (`success`); `GET /__sent` says how many messages it took.
 //!
 //! Environment: `BIND_ADDR`, `NUMBERS` (default 10000).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use actix_web::{get, post, web, App, HttpRequest, HttpResponse, HttpServer};
@@ -91,6 +94,28 @@ async fn change(query: web::Query<Change>, numbers: web::Data<Numbers>) -> HttpR
     HttpResponse::Ok().json(json!({"changed": count}))
 }
 
+/// Messages taken by `POST /{phone}/messages`.
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+#[post("/{version}/{phone}/messages")]
+async fn messages(body: web::Json<Value>) -> HttpResponse {
+    if body.get("status").and_then(Value::as_str) == Some("read") {
+        return HttpResponse::Ok().json(json!({"success": true}));
+    }
+    let n = SENT.fetch_add(1, Ordering::Relaxed);
+    let to = body.get("to").cloned().unwrap_or(Value::Null);
+    HttpResponse::Ok().json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": to}],
+        "messages": [{"id": format!("wamid.standin.{n}")}]
+    }))
+}
+
+#[get("/__sent")]
+async fn sent() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"sent": SENT.load(Ordering::Relaxed)}))
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let count: usize = std::env::var("NUMBERS")
@@ -103,6 +128,8 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(numbers.clone())
             .service(change)
+            .service(sent)
+            .service(messages)
             .service(phone_numbers)
             .service(subscribe)
             .service(waba_node)
