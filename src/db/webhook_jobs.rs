@@ -111,11 +111,24 @@ pub fn claim(
         }
         DbConnection::Sqlite(sqlite) => {
             // The caller's write transaction (BEGIN IMMEDIATE) already excludes other claimers.
-            let sql = format!("{SET} WHERE id IN (SELECT j.id {DUE}) RETURNING *")
-                .replace("$1", "?1")
-                .replace("$2", "?2")
-                .replace("$3", "?3")
-                .replace("$4", "?4");
+            // Queued jobs are walked in arrival order (webhook_jobs_queue) up to the first few the
+            // worker may take; with the two states in one OR, SQLite gathered every due job and
+            // sorted them on every claim, under the write lock, which a backlog made slow.
+            const ORDER_FREE: &str = "NOT EXISTS (SELECT 1 FROM webhook_jobs e \
+                WHERE e.order_key = j.order_key AND e.id < j.id AND e.state IN ('queued', 'running'))";
+            let sql = format!(
+                "{SET} WHERE id IN (SELECT id FROM ( \
+                   SELECT id FROM (SELECT j.id FROM webhook_jobs j INDEXED BY webhook_jobs_queue \
+                     WHERE j.state = 'queued' AND j.run_after <= $2 AND {ORDER_FREE} ORDER BY j.id LIMIT $4) \
+                   UNION ALL \
+                   SELECT id FROM (SELECT j.id FROM webhook_jobs j \
+                     WHERE j.state = 'running' AND j.lease_until < $2 AND {ORDER_FREE} ORDER BY j.id LIMIT $4) \
+                 ) ORDER BY id LIMIT $4) RETURNING *"
+            )
+            .replace("$1", "?1")
+            .replace("$2", "?2")
+            .replace("$3", "?3")
+            .replace("$4", "?4");
             diesel::sql_query(sql)
                 .bind::<Text, _>(owner.to_string())
                 .bind::<Timestamp, _>(now)

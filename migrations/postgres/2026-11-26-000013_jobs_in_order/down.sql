@@ -1,0 +1,1 @@
+DROP INDEX webhook_jobs_queue;
