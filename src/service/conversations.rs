@@ -85,10 +85,16 @@ pub(super) async fn record_sent(
     row: MessageRow,
     number: crate::domain::PhoneNumberId,
     wamid: String,
+    answers: Option<crate::domain::MessageId>,
 ) -> Result<(), ServiceError> {
     db.run(move |conn| {
         crate::db::write_tx(conn, |conn| {
-            convs::set_sent(conn, row.id, &wamid, crate::db::now())?;
+            let now = crate::db::now();
+            convs::set_sent(conn, row.id, &wamid, now)?;
+            if let Some(inbound) = answers {
+                let answered = crate::domain::MessageStatus::Answered;
+                convs::set_status(conn, inbound, answered, None, now)?;
+            }
             let (kind, status) = (
                 crate::domain::EventKind::MessageSent,
                 crate::domain::MessageStatus::Sent,

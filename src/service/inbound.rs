@@ -282,7 +282,7 @@ async fn work(state: AppState) {
                 continue;
             }
             if claimed_at.elapsed() >= half_lease {
-                match still_ours(&state, job.id, owner).await {
+                match still_ours(&state, &job, owner).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::debug!(
@@ -464,22 +464,31 @@ async fn handle(state: &AppState, job: &JobRow, owner: LeaseOwner) -> Outcome {
 }
 
 /// Whether the job is still this worker's, its lease long enough for the next step; false when
-/// another worker took it (stop before calling out). A lease is twice the longest step: while
-/// more than half of it is left, a read says so; otherwise it is extended.
+/// another worker took it (stop before calling out). A lease is twice the longest step and only
+/// its holder extends it, so while more than half of the lease the claim gave is left, nobody else
+/// can have the job and nothing needs asking; later, the database is read, and the lease extended
+/// when less than half is left there too.
 pub(super) async fn still_ours(
     state: &AppState,
-    job: i64,
+    job: &JobRow,
     owner: LeaseOwner,
 ) -> Result<bool, ServiceError> {
     let lease = lease_length(state);
+    if job
+        .lease_until
+        .is_some_and(|until| until - db::now() > lease / 2)
+    {
+        return Ok(true);
+    }
+    let id = job.id;
     state
         .db
         .run(move |conn| {
             let now = db::now();
-            match jobs::lease_of(conn, job, owner)? {
+            match jobs::lease_of(conn, id, owner)? {
                 None => Ok(false),
                 Some(until) if until - now > lease / 2 => Ok(true),
-                Some(_) => jobs::renew(conn, job, owner, now + lease).map_err(ServiceError::from),
+                Some(_) => jobs::renew(conn, id, owner, now + lease).map_err(ServiceError::from),
             }
         })
         .await
@@ -547,7 +556,7 @@ async fn handle_message(
         return Ok(Outcome::Later(at));
     }
     // The customer sees the message read at once; a failure here changes nothing else.
-    if !still_ours(state, job.id, owner).await? {
+    if !still_ours(state, job, owner).await? {
         return Ok(Outcome::LostLease);
     }
     if let Err(err) = state
@@ -653,7 +662,7 @@ async fn ask_agent(
             })
             .collect(),
     };
-    if !still_ours(state, job.id, owner).await? {
+    if !still_ours(state, job, owner).await? {
         return Ok(Err(Outcome::LostLease));
     }
     let responder = responders::responder_for(settings, secret, &state.agent_http);
@@ -758,6 +767,7 @@ async fn send_answer(
 ) -> Result<Outcome, ServiceError> {
     let parts = webhook::split_text(answer, crate::domain::outbound::MAX_TEXT_CHARS);
     let mut at_meta = Duration::ZERO;
+    let mut answered_with_last_part = false;
     let mut failure: Option<String> = None;
     let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
     for (index, text) in parts.iter().enumerate() {
@@ -788,7 +798,7 @@ async fn send_answer(
                 break;
             }
         };
-        if !still_ours(state, job.id, owner).await? {
+        if !still_ours(state, job, owner).await? {
             return Ok(Outcome::LostLease);
         }
         let mut body = json!({
@@ -811,7 +821,12 @@ async fn send_answer(
         let number = stored.number_id;
         match sent {
             Ok(sent) => {
-                super::conversations::record_sent(&state.db, row, number, sent.message_id).await?;
+                // The last part marks the customer's message answered in the same transaction.
+                let last = index + 1 == parts.len();
+                let answers = last.then_some(stored.message.id);
+                super::conversations::record_sent(&state.db, row, number, sent.message_id, answers)
+                    .await?;
+                answered_with_last_part = last;
             }
             Err(err) if err.surely_not_done() && err.retryable() => {
                 // Meta did not take it: tried again later, and the limit Meta hit is respected.
@@ -891,7 +906,9 @@ async fn send_answer(
         }
         Some(why) => (MessageStatus::ReplyFailed, Some(why)),
     };
-    set_inbound(state, stored.message.id, status, error.clone()).await?;
+    if !answered_with_last_part || error.is_some() {
+        set_inbound(state, stored.message.id, status, error.clone()).await?;
+    }
     Ok(Outcome::Done(error))
 }
 

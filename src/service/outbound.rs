@@ -382,13 +382,13 @@ pub(super) async fn handle(
         }
     };
     let keys = pace_keys(found.number.id, found.customer.id);
-    if !still_ours(state, job.id, owner).await? {
+    if !still_ours(state, job, owner).await? {
         return Ok(Outcome::LostLease);
     }
     if let Some(at) = take_slot(state, Some(id), keys.clone(), facts.send_pace()).await? {
         return Ok(Outcome::Later(at));
     }
-    if !still_ours(state, job.id, owner).await? {
+    if !still_ours(state, job, owner).await? {
         // Another worker has the job; it finds the message `sending` and does not send it.
         return Ok(Outcome::LostLease);
     }
@@ -398,7 +398,8 @@ pub(super) async fn handle(
     let err = match sent {
         Ok(sent) => {
             let (row, number) = (found.message.clone(), found.number.id);
-            super::conversations::record_sent(&state.db, row, number, sent.message_id).await?;
+            super::conversations::record_sent(&state.db, row, number, sent.message_id, None)
+                .await?;
             return Ok(Outcome::Done(None));
         }
         Err(err) => err,

@@ -193,7 +193,7 @@ pub(super) async fn handle(
         workspace_id: workspace.into(),
         role: Role::Editor,
     };
-    if !still_ours(state, job.id, owner).await? {
+    if !still_ours(state, job, owner).await? {
         return Ok(Outcome::LostLease);
     }
     match super::registration::register(state, &caller, number).await {

@@ -94,7 +94,7 @@ async fn number_update(
             "the account has no usable token".into(),
         )));
     };
-    if !super::inbound::still_ours(state, job.id, owner).await? {
+    if !super::inbound::still_ours(state, job, owner).await? {
         return Ok(Outcome::LostLease);
     }
     let waba = account.waba_id.clone();
