@@ -89,41 +89,55 @@ pub fn claim(
     lease_until: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<JobRow>> {
-    const DUE: &str = "FROM webhook_jobs j \
-        WHERE ((j.state = 'queued' AND j.run_after <= $2) OR (j.state = 'running' AND j.lease_until < $2)) \
-        AND NOT EXISTS (SELECT 1 FROM webhook_jobs e WHERE e.order_key = j.order_key AND e.id < j.id \
-                        AND e.state IN ('queued', 'running')) \
-        ORDER BY j.id LIMIT $4";
+    // Each state is walked in arrival order by the index (state, id), up to the first few the
+    // worker may take. With both states in one OR, the planners gathered every due job (SQLite)
+    // or walked every job ever kept from the oldest (PostgreSQL: 8 days of done ones) on every
+    // claim, under the write lock.
+    const ORDER_FREE: &str = "NOT EXISTS (SELECT 1 FROM webhook_jobs e \
+        WHERE e.order_key = j.order_key AND e.id < j.id AND e.state IN ('queued', 'running'))";
     const SET: &str =
         "UPDATE webhook_jobs SET state = 'running', lease_owner = $1, lease_until = $3, \
         attempts = attempts + 1";
+    let lapsed = format!(
+        "SELECT j.id FROM webhook_jobs j WHERE j.state = 'running' AND j.lease_until < $2 \
+         AND {ORDER_FREE} ORDER BY j.id LIMIT $4"
+    );
+    let queued = format!(
+        "SELECT j.id FROM webhook_jobs j {} WHERE j.state = 'queued' AND j.run_after <= $2 \
+         AND {ORDER_FREE} ORDER BY j.id LIMIT $4",
+        if matches!(conn, DbConnection::Sqlite(_)) {
+            "INDEXED BY webhook_jobs_queue"
+        } else {
+            ""
+        }
+    );
     match conn {
         DbConnection::Postgresql(pg) => {
-            // Rows another instance is claiming are skipped, not waited for.
-            let sql =
-                format!("{SET} WHERE id IN (SELECT j.id {DUE} FOR UPDATE SKIP LOCKED) RETURNING *");
-            diesel::sql_query(sql)
-                .bind::<Text, _>(owner.to_string())
-                .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(lease_until)
-                .bind::<BigInt, _>(limit)
-                .load(pg)
+            // Rows another instance is claiming are skipped, not waited for. FOR UPDATE does not
+            // go over a UNION: the lapsed ones (a dead worker's, rare) first, then the queued.
+            let take = |pg: &mut diesel::PgConnection, select: &str, n: i64| {
+                let sql =
+                    format!("{SET} WHERE id IN ({select} FOR UPDATE SKIP LOCKED) RETURNING *");
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(owner.to_string())
+                    .bind::<Timestamp, _>(now)
+                    .bind::<Timestamp, _>(lease_until)
+                    .bind::<BigInt, _>(n)
+                    .load::<JobRow>(pg)
+            };
+            let mut rows = take(pg, &lapsed, limit)?;
+            let left = limit - i64::try_from(rows.len()).unwrap_or(limit);
+            if left > 0 {
+                rows.extend(take(pg, &queued, left)?);
+            }
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
         }
         DbConnection::Sqlite(sqlite) => {
             // The caller's write transaction (BEGIN IMMEDIATE) already excludes other claimers.
-            // Queued jobs are walked in arrival order (webhook_jobs_queue) up to the first few the
-            // worker may take; with the two states in one OR, SQLite gathered every due job and
-            // sorted them on every claim, under the write lock, which a backlog made slow.
-            const ORDER_FREE: &str = "NOT EXISTS (SELECT 1 FROM webhook_jobs e \
-                WHERE e.order_key = j.order_key AND e.id < j.id AND e.state IN ('queued', 'running'))";
             let sql = format!(
-                "{SET} WHERE id IN (SELECT id FROM ( \
-                   SELECT id FROM (SELECT j.id FROM webhook_jobs j INDEXED BY webhook_jobs_queue \
-                     WHERE j.state = 'queued' AND j.run_after <= $2 AND {ORDER_FREE} ORDER BY j.id LIMIT $4) \
-                   UNION ALL \
-                   SELECT id FROM (SELECT j.id FROM webhook_jobs j \
-                     WHERE j.state = 'running' AND j.lease_until < $2 AND {ORDER_FREE} ORDER BY j.id LIMIT $4) \
-                 ) ORDER BY id LIMIT $4) RETURNING *"
+                "{SET} WHERE id IN (SELECT id FROM (SELECT id FROM ({queued}) \
+                 UNION ALL SELECT id FROM ({lapsed})) ORDER BY id LIMIT $4) RETURNING *"
             )
             .replace("$1", "?1")
             .replace("$2", "?2")
