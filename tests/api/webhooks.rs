@@ -92,10 +92,22 @@ pub(crate) async fn deliver(app: &TestApp, delivery: &Value) -> reqwest::Respons
 /// An app whose Meta is `meta`, with a live number of `ws-a` answered by the FAQ agent
 /// ([`faq_agent`]) and Meta taking its sends; returns (app, our number id, Meta's id).
 pub(crate) async fn answering_app(meta: &MockServer) -> (TestApp, String, String) {
+    let (app, number, meta_id) = faq_number(meta).await;
+    meta_sends(meta, &meta_id).await;
+    (app, number, meta_id)
+}
+
+/// The same, with Meta taking only read receipts: the test says how it answers sends.
+pub(crate) async fn faq_app(meta: &MockServer) -> (TestApp, String, String) {
+    let (app, number, meta_id) = faq_number(meta).await;
+    meta_reads(meta, &meta_id).await;
+    (app, number, meta_id)
+}
+
+async fn faq_number(meta: &MockServer) -> (TestApp, String, String) {
     let app = spawn_app_with_meta(meta).await;
     let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
     faq_agent(&app, "ws-a", &number).await;
-    meta_sends(meta, &meta_id).await;
     (app, number, meta_id)
 }
 
@@ -638,10 +650,7 @@ async fn an_answer_waits_for_room_in_metas_limits_before_the_agent_is_asked() {
 #[tokio::test]
 async fn an_answer_meta_refuses_for_the_pair_limit_waits_as_meta_asks_and_marks_the_pair_spent() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_reads(&meta, &meta_id).await;
+    let (app, number, meta_id) = faq_app(&meta).await;
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
         .and(body_partial_json(json!({"type": "text"})))
@@ -715,10 +724,7 @@ async fn an_answer_whose_send_may_have_reached_meta_is_never_sent_again() {
 #[tokio::test]
 async fn a_refusal_from_meta_fails_the_answer_with_metas_code_and_a_transient_one_is_retried() {
     let meta = MockServer::start().await;
-    let app = spawn_app_with_meta(&meta).await;
-    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
-    faq_agent(&app, "ws-a", &number).await;
-    meta_reads(&meta, &meta_id).await;
+    let (app, _, meta_id) = faq_app(&meta).await;
     // Meta is briefly throttled, then accepts.
     Mock::given(method("POST"))
         .and(path(format!("/v25.0/{meta_id}/messages")))
