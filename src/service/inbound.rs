@@ -494,6 +494,14 @@ pub(super) async fn still_ours(
         .await
 }
 
+/// The answer's first slot, asked for when the message was stored.
+enum FirstSlot {
+    Taken,
+    WaitUntil(NaiveDateTime),
+    /// Not asked (a retry), or contended: ask before the agent is asked.
+    AskAgain,
+}
+
 /// What the store step found and wrote for a customer's message.
 struct Stored {
     message: MessageRow,
@@ -504,6 +512,8 @@ struct Stored {
     display: String,
     /// How fast the number may send (Meta's throughput for it).
     pace: crate::domain::outbound::Pace,
+    /// The answer's first slot in Meta's limits, as the store step found it.
+    first_slot: FirstSlot,
     account: Option<AccountRow>,
     agent: Option<AgentRow>,
 }
@@ -551,9 +561,15 @@ async fn handle_message(
     // The answer's first part goes within Meta's limits on the number and on this customer
     // (shared by every instance, with the agents' own sends); until there is room, nothing is
     // asked of the agent.
-    let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
-    if let Some(at) = outbound::take_slot(state, None, keys, stored.pace).await? {
-        return Ok(Outcome::Later(at));
+    match stored.first_slot {
+        FirstSlot::Taken => {}
+        FirstSlot::WaitUntil(at) => return Ok(Outcome::Later(at)),
+        FirstSlot::AskAgain => {
+            let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
+            if let Some(at) = outbound::take_slot(state, None, keys, stored.pace).await? {
+                return Ok(Outcome::Later(at));
+            }
+        }
     }
     // The customer sees the message read at once; a failure here changes nothing else.
     if !still_ours(state, job, owner).await? {
@@ -1012,9 +1028,11 @@ fn store_inbound(
         None => convs::new_conversation(conn, &ws, number.id, customer.id, now)?,
     };
     let sent_at = unix(message.timestamp).unwrap_or(now);
+    let mut is_new = false;
     let row = match convs::message_by_wamid(conn, &message.wamid)? {
         Some(existing) => existing,
         None => {
+            is_new = true;
             let status = if message.kind == "system" {
                 MessageStatus::NotAnswered
             } else if agent.is_some() && account.is_some() {
@@ -1049,6 +1067,18 @@ fn store_inbound(
         }
     };
     let pace = super::phone_numbers::facts(&number).send_pace();
+    // A new message to answer takes its answer's first slot in Meta's limits in this same
+    // transaction; a retry, or a slot contended by another instance, asks again before the agent.
+    let first_slot = if is_new && row.status == MessageStatus::Received {
+        let keys = outbound::pace_keys(number.id, customer.id);
+        match outbound::try_slot(conn, &keys, pace, now)? {
+            outbound::SlotTry::Taken => FirstSlot::Taken,
+            outbound::SlotTry::WaitUntil(at) => FirstSlot::WaitUntil(at),
+            outbound::SlotTry::Contended => FirstSlot::AskAgain,
+        }
+    } else {
+        FirstSlot::AskAgain
+    };
     Ok(Some(Stored {
         message: row,
         conversation,
@@ -1056,6 +1086,7 @@ fn store_inbound(
         number_id: number.id,
         meta_id,
         pace,
+        first_slot,
         display: number.display_phone_number,
         account,
         agent,

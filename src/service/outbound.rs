@@ -253,6 +253,30 @@ impl From<crate::db::DbError> for SlotError {
     }
 }
 
+/// What asking for a slot found.
+pub(super) enum SlotTry {
+    Taken,
+    WaitUntil(NaiveDateTime),
+    /// Another instance changed a key meanwhile: the transaction must be rolled back.
+    Contended,
+}
+
+/// Asks for a slot within the number's and the pair's limits ([`pace_keys`]), in the caller's
+/// transaction.
+pub(super) fn try_slot(
+    conn: &mut DbConnection,
+    keys: &(String, String),
+    number_pace: Pace,
+    now: NaiveDateTime,
+) -> Result<SlotTry, ServiceError> {
+    let paces = [(keys.0.as_str(), number_pace), (keys.1.as_str(), PAIR_PACE)];
+    Ok(match pacing::reserve(conn, &paces, micros(now))? {
+        Reservation::Granted => SlotTry::Taken,
+        Reservation::WaitUntil(at) => SlotTry::WaitUntil(from_micros(at)),
+        Reservation::Contended => SlotTry::Contended,
+    })
+}
+
 /// Takes a slot within the number's and the pair's limits ([`pace_keys`]) and marks `message`
 /// `sending` in the same transaction (when given); or says when to come back.
 pub(super) async fn take_slot(
@@ -268,17 +292,16 @@ pub(super) async fn take_slot(
             .run(move |conn| {
                 write_tx(conn, |conn| {
                     let now = db::now();
-                    let paces = [(keys.0.as_str(), number_pace), (keys.1.as_str(), PAIR_PACE)];
-                    match pacing::reserve(conn, &paces, micros(now))? {
-                        Reservation::Granted => {
+                    match try_slot(conn, &keys, number_pace, now).map_err(SlotError::Failed)? {
+                        SlotTry::Taken => {
                             if let Some(message) = message {
                                 let sending = MessageStatus::Sending;
                                 convs::set_status(conn, message, sending, None, now)?;
                             }
                             Ok(None)
                         }
-                        Reservation::WaitUntil(at) => Ok(Some(from_micros(at))),
-                        Reservation::Contended => Err(SlotError::Contended),
+                        SlotTry::WaitUntil(at) => Ok(Some(at)),
+                        SlotTry::Contended => Err(SlotError::Contended),
                     }
                 })
             })
