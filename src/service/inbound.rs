@@ -274,27 +274,25 @@ async fn work(state: AppState) {
             }
             continue;
         }
-        let claimed_at = tokio::time::Instant::now();
-        let half_lease = lease_length(&state).to_std().unwrap_or_default() / 2;
         for job in jobs {
             if state.shutdown.is_stopping() {
                 hand_back(&state, job.id, owner).await;
                 continue;
             }
-            if claimed_at.elapsed() >= half_lease {
-                match still_ours(&state, &job, owner).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::debug!(
-                            job = job.id,
-                            "a job that waited in its batch was taken by another worker"
-                        );
-                        continue;
-                    }
-                    Err(err) => {
-                        tracing::warn!(job = job.id, error = %err, "renewing a claimed job failed");
-                        continue;
-                    }
+            // A job that waited behind others in its batch may need its lease extended (fresh
+            // ones are answered in memory).
+            match still_ours(&state, &job, owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(
+                        job = job.id,
+                        "a job that waited in its batch was taken by another worker"
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(job = job.id, error = %err, "renewing a claimed job failed");
+                    continue;
                 }
             }
             let span = tracing::info_span!(
@@ -494,14 +492,6 @@ pub(super) async fn still_ours(
         .await
 }
 
-/// The answer's first slot, asked for when the message was stored.
-enum FirstSlot {
-    Taken,
-    WaitUntil(NaiveDateTime),
-    /// Not asked (a retry), or contended: ask before the agent is asked.
-    AskAgain,
-}
-
 /// What the store step found and wrote for a customer's message.
 struct Stored {
     message: MessageRow,
@@ -512,8 +502,8 @@ struct Stored {
     display: String,
     /// How fast the number may send (Meta's throughput for it).
     pace: crate::domain::outbound::Pace,
-    /// The answer's first slot in Meta's limits, as the store step found it.
-    first_slot: FirstSlot,
+    /// The answer's first slot in Meta's limits, when the store step asked for it.
+    first_slot: Option<outbound::SlotTry>,
     account: Option<AccountRow>,
     agent: Option<AgentRow>,
 }
@@ -562,9 +552,9 @@ async fn handle_message(
     // (shared by every instance, with the agents' own sends); until there is room, nothing is
     // asked of the agent.
     match stored.first_slot {
-        FirstSlot::Taken => {}
-        FirstSlot::WaitUntil(at) => return Ok(Outcome::Later(at)),
-        FirstSlot::AskAgain => {
+        Some(outbound::SlotTry::Taken) => {}
+        Some(outbound::SlotTry::WaitUntil(at)) => return Ok(Outcome::Later(at)),
+        Some(outbound::SlotTry::Contended) | None => {
             let keys = outbound::pace_keys(stored.number_id, stored.customer.id);
             if let Some(at) = outbound::take_slot(state, None, keys, stored.pace).await? {
                 return Ok(Outcome::Later(at));
@@ -1071,13 +1061,9 @@ fn store_inbound(
     // transaction; a retry, or a slot contended by another instance, asks again before the agent.
     let first_slot = if is_new && row.status == MessageStatus::Received {
         let keys = outbound::pace_keys(number.id, customer.id);
-        match outbound::try_slot(conn, &keys, pace, now)? {
-            outbound::SlotTry::Taken => FirstSlot::Taken,
-            outbound::SlotTry::WaitUntil(at) => FirstSlot::WaitUntil(at),
-            outbound::SlotTry::Contended => FirstSlot::AskAgain,
-        }
+        Some(outbound::try_slot(conn, &keys, pace, now)?)
     } else {
-        FirstSlot::AskAgain
+        None
     };
     Ok(Some(Stored {
         message: row,
