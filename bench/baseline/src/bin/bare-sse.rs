@@ -18,7 +18,10 @@ impl MessageBody for Stream {
     fn size(&self) -> BodySize {
         BodySize::Stream
     }
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         self.get_mut().0.poll_recv(cx).map(|f| f.map(Ok))
     }
 }
@@ -27,7 +30,11 @@ async fn events(hub: web::Data<broadcast::Sender<Bytes>>) -> HttpResponse {
     let mut live = hub.subscribe();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        if tx.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
+        if tx
+            .send(Bytes::from_static(b": connected\n\n"))
+            .await
+            .is_err()
+        {
             return;
         }
         while let Ok(frame) = live.recv().await {
@@ -36,11 +43,16 @@ async fn events(hub: web::Data<broadcast::Sender<Bytes>>) -> HttpResponse {
             }
         }
     });
-    HttpResponse::Ok().content_type("text/event-stream").body(Stream(rx))
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .body(Stream(rx))
 }
 
 async fn trigger(hub: web::Data<broadcast::Sender<Bytes>>, body: Bytes) -> HttpResponse {
-    let frame = format!("id: 1\nevent: inbound_agent.changed\ndata: {}\n\n", String::from_utf8_lossy(&body));
+    let frame = format!(
+        "id: 1\nevent: inbound_agent.changed\ndata: {}\n\n",
+        String::from_utf8_lossy(&body)
+    );
     let _ = hub.send(Bytes::from(frame));
     HttpResponse::Ok().finish()
 }

@@ -1,17 +1,23 @@
-//! The bare baseline of the numbers table: actix-web and rusqlite, no layers. It does the work the
-//! service does for `GET /api/v1/phone-numbers?limit=N` and `GET /api/v1/phone-numbers/{id}`:
-//! checks the HS256 bearer token, reads the same rows and columns from the same SQLite file (with
-//! the inbound agent's name and the register calls of the last 72 hours), and writes the same JSON.
+//! The bare baseline of the numbers table: actix-web with rusqlite or tokio-postgres, no layers.
+//! It does the work the service does for `GET /api/v1/phone-numbers?limit=N` and
+//! `GET /api/v1/phone-numbers/{id}`: checks the HS256 bearer token, reads the same rows and columns
+//! from the same database (with the inbound agent's name and the register calls of the last 72
+//! hours), and writes the same JSON. Each actix worker keeps its own connection: SQLite is read on
+//! the worker's thread, PostgreSQL through one pipelined client a worker, prepared once.
 //!
-//! Environment: `DB` (the SQLite file), `AUTH_JWT_SECRET`, `BIND_ADDR`.
+//! Environment: `DB` (an SQLite file) or `PG_URL` (a PostgreSQL URL, read without TLS),
+//! `AUTH_JWT_SECRET`, `BIND_ADDR`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::NaiveDateTime;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
+use tokio_postgres::{NoTls, Statement};
 
 #[derive(Deserialize)]
 struct Claims {
@@ -22,14 +28,29 @@ struct Claims {
     role: String,
 }
 
+enum Database {
+    Sqlite(String),
+    Postgres(String),
+}
+
 struct Shared {
     key: DecodingKey,
     validation: Validation,
-    db: String,
+    db: Database,
+}
+
+/// A worker's PostgreSQL client and its statements, prepared when it first connects.
+struct Pg {
+    client: tokio_postgres::Client,
+    page: Statement,
+    single: Statement,
+    calls: Statement,
 }
 
 thread_local! {
     static CONN: RefCell<Option<Connection>> = const { RefCell::new(None) };
+    static PG: RefCell<Vec<Rc<Pg>>> = const { RefCell::new(Vec::new()) };
+    static TURN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn with_conn<T>(
@@ -67,6 +88,11 @@ fn time(value: Option<String>) -> Option<String> {
     value.map(|t| format!("{}Z", t.replacen(' ', "T", 1)))
 }
 
+/// A PostgreSQL `timestamp` (UTC) as RFC 3339.
+fn pg_time(value: Option<NaiveDateTime>) -> Option<String> {
+    value.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+}
+
 /// One row as read, before the JSON is written.
 struct Raw {
     id: String,
@@ -81,9 +107,10 @@ struct Raw {
     state: String,
     last_error: Option<String>,
     last_error_code: Option<i64>,
+    /// RFC 3339: last attempt, last synced, removed, updated.
     times: [Option<String>; 4],
     account: String,
-    created_at: String,
+    created_at: Option<String>,
     digits: String,
     alert: Option<String>,
 }
@@ -111,11 +138,52 @@ fn raw(row: &Row) -> rusqlite::Result<Raw> {
         state: row.get(15)?,
         last_error: row.get(16)?,
         last_error_code: row.get(17)?,
-        times: [row.get(18)?, row.get(20)?, row.get(21)?, row.get(23)?],
+        times: [
+            time(row.get(18)?),
+            time(row.get(20)?),
+            time(row.get(21)?),
+            time(row.get(23)?),
+        ],
         account: row.get(19)?,
-        created_at: row.get(22)?,
+        created_at: time(row.get(22)?),
         digits: row.get(24)?,
         alert: row.get(25)?,
+    })
+}
+
+fn raw_pg(row: &tokio_postgres::Row) -> Result<Raw, tokio_postgres::Error> {
+    let agent_id: Option<String> = row.try_get(13)?;
+    let agent_name: Option<String> = row.try_get(14)?;
+    Ok(Raw {
+        id: row.try_get(0)?,
+        meta_id: row.try_get(1)?,
+        display: row.try_get(2)?,
+        name: row.try_get(3)?,
+        platform: row.try_get(4)?,
+        quality: row.try_get(5)?,
+        texts: [
+            row.try_get(6)?,
+            row.try_get(7)?,
+            row.try_get(8)?,
+            row.try_get(9)?,
+            row.try_get(10)?,
+            row.try_get(11)?,
+        ],
+        on_biz_app: row.try_get(12)?,
+        agent: agent_id.zip(agent_name),
+        state: row.try_get(15)?,
+        last_error: row.try_get(16)?,
+        last_error_code: row.try_get(17)?,
+        times: [
+            pg_time(row.try_get(18)?),
+            pg_time(row.try_get(20)?),
+            pg_time(row.try_get(21)?),
+            pg_time(row.try_get(23)?),
+        ],
+        account: row.try_get(19)?,
+        created_at: pg_time(row.try_get(22)?),
+        digits: row.try_get(24)?,
+        alert: row.try_get(25)?,
     })
 }
 
@@ -208,7 +276,7 @@ fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
             last_error: r.last_error,
             last_error_code: if failed { r.last_error_code } else { None },
             retryable: failed.then_some(true),
-            last_attempt_at: time(last_attempt),
+            last_attempt_at: last_attempt,
             attempts_in_window: attempts,
             max_attempts: 10,
             calls_per_click: 3,
@@ -221,10 +289,13 @@ fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
         verified_name: r.name,
         platform_type: r.platform,
         quality_rating: r.quality,
-        quality_alert: r.alert.and_then(|a| serde_json::from_str::<Alert>(&a).ok()).map(|a| Alert {
-            since: format!("{}Z", a.since),
-            ..a
-        }),
+        quality_alert: r
+            .alert
+            .and_then(|a| serde_json::from_str::<Alert>(&a).ok())
+            .map(|a| Alert {
+                since: format!("{}Z", a.since),
+                ..a
+            }),
         status,
         code_verification_status: code_status,
         name_status,
@@ -237,10 +308,10 @@ fn item(r: Raw, calls: &HashMap<String, i64>) -> Item {
         can_register,
         can_use_as_outbound: usable,
         whatsapp_account_id: r.account,
-        last_synced_at: time(synced),
-        removed_at: time(removed),
-        created_at: time(Some(r.created_at)),
-        updated_at: time(updated),
+        last_synced_at: synced,
+        removed_at: removed,
+        created_at: r.created_at,
+        updated_at: updated,
     }
 }
 
@@ -264,6 +335,139 @@ struct Query {
     limit: Option<usize>,
 }
 
+const PAGE_SQL: &str = "FROM phone_numbers p LEFT JOIN agents a ON a.id = p.inbound_agent_id \
+     WHERE p.workspace_id = $1 AND p.removed_at IS NULL ORDER BY p.display_digits, p.id LIMIT $2";
+const ONE_SQL: &str = "FROM phone_numbers p LEFT JOIN agents a ON a.id = p.inbound_agent_id \
+     WHERE p.workspace_id = $1 AND p.id = $2";
+
+/// The page: up to `limit` rows and the cursor after them, with their register calls.
+fn page(mut rows: Vec<Raw>, limit: usize, calls: &HashMap<String, i64>) -> Page {
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        let last = &rows[limit - 1];
+        format!("{}.{}", hex(&last.digits), last.id)
+    });
+    Page {
+        data: rows.into_iter().map(|r| item(r, calls)).collect(),
+        next_cursor: next,
+    }
+}
+
+fn ids(rows: &[Raw], limit: usize) -> Vec<String> {
+    rows.iter().take(limit).map(|r| r.id.clone()).collect()
+}
+
+fn sqlite_page(path: &str, ws: &str, limit: usize) -> rusqlite::Result<Page> {
+    with_conn(path, |conn| {
+        let sql = format!("SELECT {COLUMNS} {}", PAGE_SQL.replace('$', "?"));
+        let rows: Vec<Raw> = {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map(rusqlite::params![ws, limit as i64 + 1], raw)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let calls = calls(conn, &ids(&rows, limit))?;
+        Ok(page(rows, limit, &calls))
+    })
+}
+
+fn sqlite_one(path: &str, ws: &str, id: &str) -> rusqlite::Result<Option<Item>> {
+    with_conn(path, |conn| {
+        let calls = calls(conn, &[id.to_owned()])?;
+        let sql = format!("SELECT {COLUMNS} {}", ONE_SQL.replace('$', "?"));
+        let mut statement = conn.prepare_cached(&sql)?;
+        let found = statement
+            .query_row(rusqlite::params![ws, id], raw)
+            .optional()?;
+        Ok(found.map(|r| item(r, &calls)))
+    })
+}
+
+/// Clients a worker keeps (`PG_CLIENTS`, default 4), taken in turn.
+fn client_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::env::var("PG_CLIENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4)
+            .max(1)
+    })
+}
+
+/// One of this worker's clients, in turn; each is connected and prepared on first use.
+async fn pg(url: &str) -> Result<Rc<Pg>, tokio_postgres::Error> {
+    let turn = TURN.with(|t| {
+        let turn = t.get();
+        t.set(turn.wrapping_add(1));
+        turn
+    });
+    let have = PG.with(|cell| {
+        let clients = cell.borrow();
+        (clients.len() >= client_count()).then(|| clients[turn % clients.len()].clone())
+    });
+    if let Some(pg) = have {
+        return Ok(pg);
+    }
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    actix_web::rt::spawn(async move {
+        if let Err(err) = connection.await {
+            eprintln!("postgres connection: {err}");
+        }
+    });
+    let page = client
+        .prepare(&format!("SELECT {COLUMNS} {PAGE_SQL}"))
+        .await?;
+    let single = client
+        .prepare(&format!("SELECT {COLUMNS} {ONE_SQL}"))
+        .await?;
+    let calls = client
+        .prepare(
+            "SELECT number_id, COUNT(*) FROM registration_attempts \
+             WHERE number_id = ANY($1) AND created_at > $2 GROUP BY number_id",
+        )
+        .await?;
+    let pg = Rc::new(Pg {
+        client,
+        page,
+        single,
+        calls,
+    });
+    PG.with(|cell| cell.borrow_mut().push(pg.clone()));
+    Ok(pg)
+}
+
+async fn pg_calls(pg: &Pg, ids: &[String]) -> Result<HashMap<String, i64>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let since = chrono::Utc::now().naive_utc() - chrono::Duration::hours(72);
+    let rows = pg.client.query(&pg.calls, &[&ids, &since]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+async fn pg_page(url: &str, ws: &str, limit: usize) -> Result<Page, tokio_postgres::Error> {
+    let pg = pg(url).await?;
+    let rows = pg
+        .client
+        .query(&pg.page, &[&ws, &(limit as i64 + 1)])
+        .await?;
+    let rows = rows.iter().map(raw_pg).collect::<Result<Vec<_>, _>>()?;
+    let calls = pg_calls(&pg, &ids(&rows, limit)).await?;
+    Ok(page(rows, limit, &calls))
+}
+
+async fn pg_one(url: &str, ws: &str, id: &str) -> Result<Option<Item>, tokio_postgres::Error> {
+    let pg = pg(url).await?;
+    let calls = pg_calls(&pg, &[id.to_owned()]).await?;
+    let found = pg.client.query_opt(&pg.single, &[&ws, &id]).await?;
+    Ok(match found {
+        Some(row) => Some(item(raw_pg(&row)?, &calls)),
+        None => None,
+    })
+}
+
 #[get("/api/v1/phone-numbers")]
 async fn list(
     req: HttpRequest,
@@ -274,33 +478,13 @@ async fn list(
         return HttpResponse::Unauthorized().finish();
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 100);
-    let result = with_conn(&shared.db, |conn| {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM phone_numbers p LEFT JOIN agents a ON a.id = p.inbound_agent_id \
-             WHERE p.workspace_id = ?1 AND p.removed_at IS NULL \
-             ORDER BY p.display_digits, p.id LIMIT ?2"
-        );
-        let mut rows: Vec<Raw> = {
-            let mut statement = conn.prepare_cached(&sql)?;
-            let rows = statement.query_map(rusqlite::params![ws, limit as i64 + 1], raw)?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let next = (rows.len() > limit).then(|| {
-            rows.truncate(limit);
-            let last = &rows[limit - 1];
-            format!("{}.{}", hex(&last.digits), last.id)
-        });
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let calls = calls(conn, &ids)?;
-        let data: Vec<Item> = rows.into_iter().map(|r| item(r, &calls)).collect();
-        Ok(Page {
-            data,
-            next_cursor: next,
-        })
-    });
+    let result = match &shared.db {
+        Database::Sqlite(path) => sqlite_page(path, &ws, limit).map_err(|e| e.to_string()),
+        Database::Postgres(url) => pg_page(url, &ws, limit).await.map_err(|e| e.to_string()),
+    };
     match result {
         Ok(body) => HttpResponse::Ok().json(body),
-        Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+        Err(err) => HttpResponse::InternalServerError().body(err),
     }
 }
 
@@ -309,22 +493,14 @@ async fn one(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>)
     let Some(ws) = workspace(&req, &shared) else {
         return HttpResponse::Unauthorized().finish();
     };
-    let result = with_conn(&shared.db, |conn| {
-        let calls = calls(conn, std::slice::from_ref(&id))?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM phone_numbers p LEFT JOIN agents a ON a.id = p.inbound_agent_id \
-             WHERE p.workspace_id = ?1 AND p.id = ?2"
-        );
-        let mut statement = conn.prepare_cached(&sql)?;
-        let found = statement
-            .query_row(rusqlite::params![ws, id.as_str()], raw)
-            .optional()?;
-        Ok(found.map(|r| item(r, &calls)))
-    });
+    let result = match &shared.db {
+        Database::Sqlite(path) => sqlite_one(path, &ws, &id).map_err(|e| e.to_string()),
+        Database::Postgres(url) => pg_one(url, &ws, &id).await.map_err(|e| e.to_string()),
+    };
     match result {
         Ok(Some(body)) => HttpResponse::Ok().json(body),
         Ok(None) => HttpResponse::NotFound().finish(),
-        Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+        Err(err) => HttpResponse::InternalServerError().body(err),
     }
 }
 
@@ -335,7 +511,12 @@ fn hex(text: &str) -> String {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is required"));
-    let (db, secret, bind) = (env("DB"), env("AUTH_JWT_SECRET"), env("BIND_ADDR"));
+    let (secret, bind) = (env("AUTH_JWT_SECRET"), env("BIND_ADDR"));
+    let db = match (std::env::var("DB"), std::env::var("PG_URL")) {
+        (Ok(path), _) => Database::Sqlite(path),
+        (_, Ok(url)) => Database::Postgres(url),
+        _ => panic!("DB (an SQLite file) or PG_URL is required"),
+    };
     let shared = web::Data::new(Shared {
         key: DecodingKey::from_secret(secret.as_bytes()),
         validation: Validation::new(Algorithm::HS256),

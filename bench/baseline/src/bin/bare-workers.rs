@@ -166,9 +166,11 @@ async fn work(conn: Arc<Mutex<Connection>>, http: reqwest::Client, standin: Stri
             }
             let accepted: Value = http
                 .post(format!("{standin}/{number}/messages"))
-                .json(&json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+                .json(
+                    &json!({"messaging_product": "whatsapp", "recipient_type": "individual",
                     "to": format!("+{from}"), "type": "text", "text": {"body": reply},
-                    "context": {"message_id": wamid}}))
+                    "context": {"message_id": wamid}}),
+                )
                 .send()
                 .await
                 .expect("send")

@@ -38,7 +38,10 @@ async fn main() {
     let stream_path = env("STREAM_PATH", "/api/v1/events");
     let method = env("TRIGGER_METHOD", "PUT");
     let trigger_path = env("TRIGGER_PATH", "/trigger");
-    let bodies: Vec<String> = env("TRIGGER_BODIES", "{}").split('|').map(str::to_owned).collect();
+    let bodies: Vec<String> = env("TRIGGER_BODIES", "{}")
+        .split('|')
+        .map(str::to_owned)
+        .collect();
     let wait_for = env("WAIT_FOR", "event:");
     let server_pid = env("SERVER_PID", "");
 
@@ -55,7 +58,9 @@ async fn main() {
             ready.clone(),
         );
         tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect");
             let request = format!(
                 "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
             );
@@ -99,19 +104,28 @@ async fn main() {
         let body = bodies[round % bodies.len()].clone();
         let start = Instant::now();
         let response = client
-            .request(method.parse().unwrap(), format!("http://{address}{trigger_path}"))
+            .request(
+                method.parse().unwrap(),
+                format!("http://{address}{trigger_path}"),
+            )
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
             .expect("trigger");
-        assert!(response.status().is_success(), "trigger: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "trigger: {}",
+            response.status()
+        );
         let mut latencies = Vec::with_capacity(clients);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while latencies.len() < clients {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((_, at))) => latencies.push(at.duration_since(start).as_secs_f64() * 1000.0),
+                Ok(Some((_, at))) => {
+                    latencies.push(at.duration_since(start).as_secs_f64() * 1000.0)
+                }
                 _ => break,
             }
         }
@@ -128,7 +142,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     match (before, after) {
-        (Some(b), Some(a)) => println!("memory_kib_per_client {:.1}", (a.saturating_sub(b)) as f64 / clients as f64),
+        (Some(b), Some(a)) => println!(
+            "memory_kib_per_client {:.1}",
+            (a.saturating_sub(b)) as f64 / clients as f64
+        ),
         _ => println!("memory_kib_per_client n/a"),
     }
 }
