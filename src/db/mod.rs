@@ -14,6 +14,7 @@ pub mod conversations;
 pub mod events;
 pub mod graph_calls;
 pub mod idempotency;
+pub mod in_list;
 pub mod models;
 pub mod phone_numbers;
 pub mod registration;

@@ -426,17 +426,22 @@ pub fn calls_since(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let calls: Vec<(PhoneNumberId, super::types::DbTime, Option<i64>, bool)> =
-        registration_attempts::table
-            .filter(registration_attempts::number_id.eq_any(ids))
-            .filter(registration_attempts::created_at.gt(since))
-            .select((
-                registration_attempts::number_id,
-                registration_attempts::created_at,
-                registration_attempts::meta_code,
-                registration_attempts::meta_unavailable,
-            ))
-            .load(conn)?;
+    use registration_attempts::dsl as r;
+    let query = r::registration_attempts
+        .filter(r::created_at.gt(since))
+        .select((
+            r::number_id,
+            r::created_at,
+            r::meta_code,
+            r::meta_unavailable,
+        ))
+        .into_boxed::<MultiBackend>();
+    // One statement text however many numbers the page has, so it is prepared once.
+    let query = match conn {
+        DbConnection::Sqlite(_) => query.filter(super::in_list::in_stored(r::number_id, ids)),
+        DbConnection::Postgresql(_) => query.filter(r::number_id.eq_any(ids)),
+    };
+    let calls: Vec<(PhoneNumberId, super::types::DbTime, Option<i64>, bool)> = query.load(conn)?;
     Ok(calls
         .into_iter()
         .map(|(id, at, code, unavailable)| (id, at.0, code, unavailable))
