@@ -85,9 +85,10 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Connections when `DATABASE_POOL_SIZE` is unset. SQLite works in this process, on its cores:
-/// two connections a core keep them busy, and more only make requests wait longer at the tail
-/// (bench/table.sh). PostgreSQL works elsewhere, so requests waiting on it need more.
+/// Connections (and database threads) when `DATABASE_POOL_SIZE` is unset. SQLite works in this
+/// process, on its cores: two connections a core keep them busy, and more only make requests wait
+/// longer at the tail (bench/table.sh). PostgreSQL works elsewhere, so requests waiting on it need
+/// more.
 fn default_pool_size(url: &DbUrl, cores: usize) -> u32 {
     match url {
         DbUrl::Sqlite(_) => u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2),

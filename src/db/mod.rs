@@ -214,9 +214,31 @@ pub struct Db {
     pool: Pool<Manager>,
     backend: &'static str,
     queries: Arc<AtomicU64>,
-    /// One permit per pooled connection: work waits for one here, in arrival order, before it
-    /// takes a blocking thread, rather than parking a thread each on the pool's lock.
-    permits: Arc<tokio::sync::Semaphore>,
+    /// Work for the database threads, taken in arrival order.
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+/// A unit of database work, run on one of the database threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `count` threads that take jobs in arrival order and run them, one at a time each: as
+/// many as the pool has connections, so a job never waits on the pool's lock for one. They end
+/// when the last [`Db`] is dropped. A job that panics fails only its caller.
+fn start_threads(count: u32) -> Result<crossbeam_channel::Sender<Job>, String> {
+    let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+    for n in 0..count {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("db-{n}"))
+            .spawn(move || {
+                for job in queue {
+                    // The caller hears of a panic through its dropped reply.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| format!("cannot start the database threads: {e}"))?;
+    }
+    Ok(jobs)
 }
 
 impl Db {
@@ -245,7 +267,7 @@ impl Db {
             pool,
             backend: url.backend(),
             queries,
-            permits: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
+            jobs: start_threads(max_size)?,
         })
     }
 
@@ -259,29 +281,32 @@ impl Db {
         self.backend
     }
 
-    /// Runs `f` with a pooled connection on tokio's blocking thread pool.
+    /// Runs `f` with a pooled connection on one of the database threads, in arrival order.
+    /// Work whose caller has gone (a dropped request) before its turn is skipped.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let pool = self.pool.clone();
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut conn: PooledConnection<Manager> = pool
+        let job: Job = Box::new(move || {
+            if reply.is_closed() {
+                return;
+            }
+            let result = pool
                 .get()
-                .map_err(|e| DbError::Unavailable(format!("database pool: {e}")))?;
-            f(&mut conn.conn)
-        })
-        .await
-        .map_err(|e| DbError::Task(format!("database task failed: {e}")))?
+                .map_err(|e| DbError::Unavailable(format!("database pool: {e}")).into())
+                .and_then(|mut conn: PooledConnection<Manager>| f(&mut conn.conn));
+            let _ = reply.send(result);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| DbError::Task("the database threads have stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| DbError::Task("database task failed: it panicked".into()))?
     }
 }
 
@@ -466,5 +491,79 @@ mod tests {
         assert!(err.contains("mysql"), "{err}");
         assert!(DbUrl::parse("./data/x.db").is_err());
         assert!(DbUrl::parse("sqlite://").is_err());
+    }
+
+    fn memory_db(threads: u32) -> Db {
+        Db::connect(&DbUrl::Sqlite(":memory:".into()), threads).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_fails_only_its_caller() {
+        let db = memory_db(2);
+        for _ in 0..4 {
+            let failed: Result<(), DbError> = db.run(|_| panic!("a bug in one query")).await;
+            assert!(matches!(failed, Err(DbError::Task(_))), "{failed:?}");
+        }
+        // Both threads are still there to run work.
+        let select = || {
+            db.run(|conn| {
+                conn.batch_execute("SELECT 1")
+                    .map_err(|e| DbError::Task(e.to_string()))
+            })
+        };
+        let both = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(select(), select())
+        });
+        let (a, b) = both.await.expect("no thread is left to run work");
+        a.unwrap();
+        b.unwrap();
+    }
+
+    #[tokio::test]
+    async fn work_is_taken_in_arrival_order_and_skipped_when_its_caller_has_gone() {
+        let db = memory_db(1);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The one thread is busy until released.
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (worker, running) = (db.clone(), started.clone());
+        let busy = tokio::spawn(async move {
+            worker
+                .run(move |_| {
+                    running.store(true, Ordering::SeqCst);
+                    hold.recv().ok();
+                    Ok::<_, DbError>(())
+                })
+                .await
+        });
+        while !started.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Queued behind it: a job whose caller gives up before its turn, then two that wait.
+        let seen = order.clone();
+        let gone = db.run(move |_| {
+            seen.lock().unwrap().push("gone");
+            Ok::<_, DbError>(())
+        });
+        let polled_once = tokio::time::timeout(Duration::from_millis(1), gone).await;
+        assert!(
+            polled_once.is_err(),
+            "it cannot have run while the thread is busy"
+        );
+        let (first, second) = (order.clone(), order.clone());
+        let first = db.run(move |_| {
+            first.lock().unwrap().push("first");
+            Ok::<_, DbError>(())
+        });
+        let second = db.run(move |_| {
+            second.lock().unwrap().push("second");
+            Ok::<_, DbError>(())
+        });
+        release.send(()).unwrap();
+        let (a, b) = tokio::join!(first, second);
+        a.unwrap();
+        b.unwrap();
+        busy.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first", "second"]);
     }
 }
