@@ -115,76 +115,53 @@ struct Raw {
     alert: Option<String>,
 }
 
+/// A [`Raw`] from a row of `COLUMNS`, read by `$get` (rusqlite's `get`, tokio-postgres'
+/// `try_get`), its timestamps written as RFC 3339 by `$time`.
+macro_rules! raw_from {
+    ($row:expr, $get:ident, $time:ident) => {{
+        let row = $row;
+        let agent_id: Option<String> = row.$get(13)?;
+        let agent_name: Option<String> = row.$get(14)?;
+        Ok(Raw {
+            id: row.$get(0)?,
+            meta_id: row.$get(1)?,
+            display: row.$get(2)?,
+            name: row.$get(3)?,
+            platform: row.$get(4)?,
+            quality: row.$get(5)?,
+            texts: [
+                row.$get(6)?,
+                row.$get(7)?,
+                row.$get(8)?,
+                row.$get(9)?,
+                row.$get(10)?,
+                row.$get(11)?,
+            ],
+            on_biz_app: row.$get(12)?,
+            agent: agent_id.zip(agent_name),
+            state: row.$get(15)?,
+            last_error: row.$get(16)?,
+            last_error_code: row.$get(17)?,
+            times: [
+                $time(row.$get(18)?),
+                $time(row.$get(20)?),
+                $time(row.$get(21)?),
+                $time(row.$get(23)?),
+            ],
+            account: row.$get(19)?,
+            created_at: $time(row.$get(22)?),
+            digits: row.$get(24)?,
+            alert: row.$get(25)?,
+        })
+    }};
+}
+
 fn raw(row: &Row) -> rusqlite::Result<Raw> {
-    let agent_id: Option<String> = row.get(13)?;
-    let agent_name: Option<String> = row.get(14)?;
-    Ok(Raw {
-        id: row.get(0)?,
-        meta_id: row.get(1)?,
-        display: row.get(2)?,
-        name: row.get(3)?,
-        platform: row.get(4)?,
-        quality: row.get(5)?,
-        texts: [
-            row.get(6)?,
-            row.get(7)?,
-            row.get(8)?,
-            row.get(9)?,
-            row.get(10)?,
-            row.get(11)?,
-        ],
-        on_biz_app: row.get(12)?,
-        agent: agent_id.zip(agent_name),
-        state: row.get(15)?,
-        last_error: row.get(16)?,
-        last_error_code: row.get(17)?,
-        times: [
-            time(row.get(18)?),
-            time(row.get(20)?),
-            time(row.get(21)?),
-            time(row.get(23)?),
-        ],
-        account: row.get(19)?,
-        created_at: time(row.get(22)?),
-        digits: row.get(24)?,
-        alert: row.get(25)?,
-    })
+    raw_from!(row, get, time)
 }
 
 fn raw_pg(row: &tokio_postgres::Row) -> Result<Raw, tokio_postgres::Error> {
-    let agent_id: Option<String> = row.try_get(13)?;
-    let agent_name: Option<String> = row.try_get(14)?;
-    Ok(Raw {
-        id: row.try_get(0)?,
-        meta_id: row.try_get(1)?,
-        display: row.try_get(2)?,
-        name: row.try_get(3)?,
-        platform: row.try_get(4)?,
-        quality: row.try_get(5)?,
-        texts: [
-            row.try_get(6)?,
-            row.try_get(7)?,
-            row.try_get(8)?,
-            row.try_get(9)?,
-            row.try_get(10)?,
-            row.try_get(11)?,
-        ],
-        on_biz_app: row.try_get(12)?,
-        agent: agent_id.zip(agent_name),
-        state: row.try_get(15)?,
-        last_error: row.try_get(16)?,
-        last_error_code: row.try_get(17)?,
-        times: [
-            pg_time(row.try_get(18)?),
-            pg_time(row.try_get(20)?),
-            pg_time(row.try_get(21)?),
-            pg_time(row.try_get(23)?),
-        ],
-        account: row.try_get(19)?,
-        created_at: pg_time(row.try_get(22)?),
-        digits: row.try_get(24)?,
-        alert: row.try_get(25)?,
-    })
+    raw_from!(row, try_get, pg_time)
 }
 
 #[derive(Serialize)]
