@@ -1,5 +1,5 @@
 //! Use cases: each runs the rules of `domain` against rows from `db`, in one transaction where it
-//! writes, on the blocking pool. They return [`ServiceError`]; handlers call these and only
+//! writes, on the database threads (`Db::run`). They return [`ServiceError`]; handlers call these and only
 //! translate HTTP.
 
 pub mod accounts;
