@@ -1,6 +1,6 @@
 //! Use cases: each runs the rules of `domain` against rows from `db`, in one transaction where it
-//! writes, on the database threads (`Db::run`). They return [`ServiceError`]; handlers call these and only
-//! translate HTTP.
+//! writes, on the database threads (`Db::run`). They return [`ServiceError`]; handlers call these
+//! and only translate HTTP.
 
 pub mod accounts;
 pub mod agents;
