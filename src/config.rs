@@ -85,14 +85,16 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Connections (and database threads) when `DATABASE_POOL_SIZE` is unset. SQLite works in this
-/// process, on its cores: two connections a core keep them busy, and more only make requests wait
-/// longer at the tail (bench/table.sh). PostgreSQL works elsewhere, so requests waiting on it need
-/// more.
+/// Connections (and database threads) when `DATABASE_POOL_SIZE` is unset: two a core. SQLite
+/// works in this process, on its cores, and more threads only make requests wait longer at the
+/// tail. PostgreSQL's connections wait on the network and on its own processes, but on a machine
+/// it shares, ten of them on two cores gave the table a third longer p99 than four at the same
+/// rate (bench/table.sh); at least four, so a small machine still overlaps its waits.
 fn default_pool_size(url: &DbUrl, cores: usize) -> u32 {
+    let two_a_core = u32::try_from(cores * 2).unwrap_or(u32::MAX);
     match url {
-        DbUrl::Sqlite(_) => u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2),
-        DbUrl::Postgres(_) => 10,
+        DbUrl::Sqlite(_) => two_a_core.max(2),
+        DbUrl::Postgres(_) => two_a_core.max(4),
     }
 }
 
@@ -415,6 +417,17 @@ mod tests {
             assert_eq!(settings.binds_loopback(), loopback, "{addr}");
         }
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_pool_has_two_connections_a_core_and_at_least_four_on_postgresql() {
+        let sqlite = DbUrl::Sqlite("x.db".into());
+        let pg = DbUrl::Postgres("postgres://u@h/db".into());
+        assert_eq!(default_pool_size(&sqlite, 1), 2);
+        assert_eq!(default_pool_size(&sqlite, 2), 4);
+        assert_eq!(default_pool_size(&pg, 1), 4);
+        assert_eq!(default_pool_size(&pg, 2), 4);
+        assert_eq!(default_pool_size(&pg, 8), 16);
     }
 
     #[test]
