@@ -18,6 +18,14 @@ build() {
   command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 }
 
+# scratch NAME: a work directory ($WORK) and the name of this run's PostgreSQL database ($PG_DB,
+# created by the script that needs one); on exit both go, with the servers the script started.
+scratch() {
+  WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
+  PG_DB="wn_bench_$1_$$"
+  trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+}
+
 wait_for() { # url
   for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
   echo "nothing answers $1" >&2; exit 1

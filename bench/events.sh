@@ -12,8 +12,7 @@ CLIENTS=${1:-1000}
 ROUNDS=${2:-5}
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
+scratch events
 ulimit -n 65536 2>/dev/null || ulimit -n 8192
 
 DATABASE_URL="sqlite://$WORK/events.db" DATA_DIR="$WORK" BIND_ADDR=127.0.0.1:18081 SYNC_INTERVAL_SECONDS=0 \

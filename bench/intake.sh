@@ -13,9 +13,7 @@ ROUNDS=${2:-3}
 SECRET=bench-app-secret
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-PG_DB="wn_bench_intake_$$"
-trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+scratch intake
 
 serve_ours() { # DATABASE_URL PORT
   DATABASE_URL="$1" DATA_DIR="$WORK" META_APP_ID=1 META_APP_SECRET=$SECRET BIND_ADDR=127.0.0.1:$2 \

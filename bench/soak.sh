@@ -10,8 +10,7 @@ SECONDS_TOTAL=${1:-180}
 SECRET=bench-app-secret
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
+scratch soak
 
 DB="$WORK/soak.db"
 DATABASE_URL="sqlite://$DB" DATA_DIR="$WORK" "$BIN" migrate >/dev/null

@@ -11,9 +11,7 @@ NUMBERS=${1:-10000}
 WABA=102290129340398
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-PG_DB="wn_bench_sync_$$"
-trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+scratch sync
 
 NUMBERS=$NUMBERS BIND_ADDR=127.0.0.1:18090 "$BASE/meta-standin" >"$WORK/standin.log" 2>&1 &
 PIDS+=($!)

@@ -12,8 +12,7 @@ ROUNDS=${2:-3}
 NUMBERS=1006
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
+scratch table
 
 # SQLite: the service migrates, the seed fills, both read the one file.
 DB="$WORK/table.db"
@@ -64,9 +63,7 @@ compare "SQLite one number" "/api/v1/phone-numbers/$ONE" 1 18081 18082
 cleanup; PIDS=()
 
 # PostgreSQL: a database of its own, the same seed, read by both over loopback without TLS.
-PG_DB="wn_bench_$$"
 psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB" >/dev/null
-trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null' EXIT
 PG_URL="${PG_ADMIN%/*}/$PG_DB"
 DATABASE_URL="$PG_URL" DATA_DIR="$WORK" "$BIN" migrate >/dev/null
 python3 "$ROOT/bench/seed.py" "$NUMBERS" bench | psql -q "$PG_URL" >/dev/null

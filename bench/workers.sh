@@ -19,9 +19,7 @@ SECRET=bench-app-secret
 WABA=102290129340398
 build
 machine
-WORK=$(mktemp -d /tmp/wn-bench.XXXXXX)
-PG_DB="wn_bench_workers_$$"
-trap 'cleanup; rm -rf "$WORK"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+scratch workers
 STANDIN=http://127.0.0.1:18090
 standin() {
   NUMBERS=$NUMBERS BIND_ADDR=127.0.0.1:18090 "$BASE/meta-standin" >"$WORK/standin.log" 2>&1 &

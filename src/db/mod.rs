@@ -203,7 +203,7 @@ pub enum DbError {
     /// No connection could be had from the pool in time.
     #[error("{0}")]
     Unavailable(String),
-    /// The blocking task panicked or was cancelled.
+    /// The database job panicked, or the database threads have stopped.
     #[error("{0}")]
     Task(String),
 }
