@@ -12,7 +12,9 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 
 /// A cursor of a list ordered by text: the hex of the last row's key, a dot, its id (32 hex digits).
-pub const TEXT_CURSOR_PATTERN: &str = r"^([0-9a-f]{2}){0,1024}\.[0-9a-f]{32}$";
+/// No byte of the key is below 0x20: no stored key holds a control character (every text the API
+/// takes is refused one), and PostgreSQL refuses NUL in any text it is given.
+pub const TEXT_CURSOR_PATTERN: &str = r"^([2-9a-f][0-9a-f]){0,1024}\.[0-9a-f]{32}$";
 /// A cursor of a list ordered by time: the last row's time in microseconds (hex), a dot, its id.
 pub const TIME_CURSOR_PATTERN: &str = r"^[0-9a-f]{1,15}\.[0-9a-f]{32}$";
 
@@ -188,6 +190,9 @@ mod tests {
             "abc.123",
             "zz.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f",
             "",
+            // Control characters, NUL first: no stored key holds one.
+            "3100.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f",
+            "1f.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f",
         ] {
             assert!(Cursor::decode(bad, CursorKind::Text).is_err(), "{bad}");
         }
@@ -197,7 +202,7 @@ mod tests {
     #[test]
     fn any_well_formed_cursor_is_a_position() {
         // Bytes that are not UTF-8 still name a position between keys.
-        let odd = "ff00e9.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f";
+        let odd = "ff20e9.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f";
         let cursor = Cursor::decode(odd, CursorKind::Text).unwrap();
         assert_eq!(cursor.id, ID);
         let far = "fffffffffffffff.6f1c2a340b5e4c7d9e8f0a1b2c3d4e5f";

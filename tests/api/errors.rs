@@ -148,6 +148,9 @@ async fn control_characters_are_400_on_every_database_and_change_nothing() {
         "/api/v1/phone-numbers?q=shop%1B",
         "/api/v1/agents?q=%00",
         "/api/v1/phone-numbers?platform_type=CLOUD%00API",
+        // A cursor is the hex of a key: a NUL there reached PostgreSQL as text (500) before.
+        "/api/v1/phone-numbers?cursor=3100.ffffffffffffffffffffffffffffffff",
+        "/api/v1/agents?cursor=00.0000000d000000000000000000000d00",
     ] {
         assert_problem(app.get(path, &token).await, 400, "validation_failed").await;
     }
