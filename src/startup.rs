@@ -86,7 +86,7 @@ impl Application {
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let data = web::Data::new(state.clone());
-        let spec = api::openapi::spec_json();
+        let spec = api::openapi::spec_json(settings.url_policy());
         let server = HttpServer::new(move || {
             let metrics = data.metrics.clone();
             App::new()

@@ -14,7 +14,9 @@ use super::ProblemCode;
 use crate::domain::outbound;
 use crate::domain::page::{CursorKind, MAX_LIMIT};
 use crate::domain::registration::MAX_NUMBERS_PER_REQUEST;
-use crate::domain::responder::{MAX_FAQ_ENTRIES, MAX_FAQ_KEYWORDS, MAX_HISTORY_MESSAGES};
+use crate::domain::responder::{
+    UrlPolicy, MAX_FAQ_ENTRIES, MAX_FAQ_KEYWORDS, MAX_HISTORY_MESSAGES,
+};
 use crate::domain::text::{self, TextRule};
 
 /// `(schema, pointer to the property inside it, rule)`.
@@ -284,7 +286,7 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
 ];
 
 /// Applies every refinement to the document (as JSON).
-pub fn refine(doc: &mut Value) {
+pub fn refine(doc: &mut Value, urls: UrlPolicy) {
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -294,7 +296,7 @@ pub fn refine(doc: &mut Value) {
                 require_all(schema);
             }
         }
-        declare_input_rules(schemas);
+        declare_input_rules(schemas, urls);
         declare_new_responder(schemas);
     }
     declare_parameter_rules(doc);
@@ -458,13 +460,17 @@ fn apply_text_rule(schema: &mut Value, rule: &TextRule) {
     }
 }
 
-fn declare_input_rules(schemas: &mut Map<String, Value>) {
+fn declare_input_rules(schemas: &mut Map<String, Value>, urls: UrlPolicy) {
     for (schema, pointer, rule) in TEXT_FIELDS {
         if let Some(property) = schemas
             .get_mut(*schema)
             .and_then(|s| s.pointer_mut(pointer))
         {
             apply_text_rule(property, rule);
+            // An agent URL as this server takes it: plain `http` only where the policy allows it.
+            if rule.pattern == Some(text::HTTP_URL_PATTERN) {
+                property["pattern"] = json!(urls.url_pattern());
+            }
         }
     }
     if let Some(faq) = schemas.get_mut("FaqSettings") {

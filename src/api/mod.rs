@@ -116,7 +116,8 @@ type Template = Vec<Option<String>>;
 fn methods_of(path: &str) -> Vec<Method> {
     static TABLE: OnceLock<Vec<(Template, Vec<Method>)>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        let spec = openapi::spec_json();
+        // The paths alone, which are the same under any URL policy.
+        let spec = openapi::spec_json(crate::domain::responder::UrlPolicy::default());
         let mut table: Vec<(Template, Vec<Method>)> = spec["paths"]
             .as_object()
             .into_iter()

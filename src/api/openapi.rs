@@ -7,6 +7,7 @@ use super::{
     accounts, agents, audit, conversations, events, health, me, phone_numbers, sandbox, types,
     webhooks, Problem,
 };
+use crate::domain::responder::UrlPolicy;
 use crate::domain::{self, responder};
 
 /// The whole API.
@@ -175,16 +176,19 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole document as JSON: what utoipa derives, refined by [`super::contract`].
-pub fn spec_json() -> serde_json::Value {
+/// The whole document as JSON: what utoipa derives, refined by [`super::contract`], for a server
+/// whose agent URLs follow `urls`.
+pub fn spec_json(urls: UrlPolicy) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    super::contract::refine(&mut doc);
+    super::contract::refine(&mut doc, urls);
     doc
 }
 
-/// The document as committed: pretty JSON with a trailing newline.
+/// The document as committed: pretty JSON with a trailing newline. It describes a server outside
+/// development mode (agent URLs `https` only); a development server serves its own.
 pub fn document() -> String {
-    let mut json = serde_json::to_string_pretty(&spec_json()).unwrap_or_default();
+    let mut json =
+        serde_json::to_string_pretty(&spec_json(UrlPolicy::default())).unwrap_or_default();
     json.push('\n');
     json
 }

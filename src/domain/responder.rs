@@ -195,6 +195,17 @@ pub struct UrlPolicy {
     pub allow_loopback_http: bool,
 }
 
+impl UrlPolicy {
+    /// The pattern of every agent URL this policy takes (what the served document states).
+    pub fn url_pattern(self) -> &'static str {
+        if self.allow_loopback_http {
+            text::HTTP_URL_PATTERN
+        } else {
+            text::HTTPS_URL_PATTERN
+        }
+    }
+}
+
 impl ResponderInput {
     /// Validates the input. `current` is the agent's present responder (on update), whose secret is
     /// kept when the kind stays the same and no new secret is given, as long as the URL still
@@ -396,6 +407,34 @@ pub fn is_public_address(ip: std::net::IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stated_url_pattern_takes_exactly_the_urls_the_policy_takes() {
+        for allow_loopback_http in [false, true] {
+            let urls = UrlPolicy {
+                allow_loopback_http,
+            };
+            let stated = regex::Regex::new(urls.url_pattern()).unwrap();
+            for url in [
+                "https://hooks.example/in",
+                "https://10.0.0.1:8443/v1?x=1",
+                "http://127.0.0.1:9000/in",
+                "http://localhost/v1",
+                "http://hooks.example/in",
+                "https://user:pw@hooks.example/",
+            ] {
+                assert_eq!(
+                    stated.is_match(url),
+                    http_url(&WEBHOOK_URL, url, urls).is_ok(),
+                    "{url} with {urls:?}"
+                );
+            }
+            assert_eq!(
+                stated.is_match("http://127.0.0.1:9000/in"),
+                allow_loopback_http
+            );
+        }
+    }
 
     fn openai(api_key: Option<&str>) -> ResponderInput {
         ResponderInput::Openai {

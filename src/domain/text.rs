@@ -33,18 +33,30 @@ pub const NOT_BLANK_TEXT_PATTERN: &str = concat!(
 );
 /// A search box's text: one line, possibly blank (blank means no search).
 pub const SEARCH_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+/// An agent URL's pattern, with `$loopback_http` as a second scheme-and-host alternative.
+macro_rules! agent_url_pattern {
+    ($loopback_http:literal) => {
+        concat!(
+            r"^(https://(",
+            r"(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+            r"|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))",
+            r")",
+            $loopback_http,
+            r")",
+            r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+            r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?",
+            r"(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?$"
+        )
+    };
+}
 /// An `https` URL with a host name or IPv4 address (or plain `http` to a loopback address, which
 /// the server takes in development mode only), an optional port, path and query, and nothing a
 /// URL parser could read two ways (no user info, no fragment, no `%`).
-pub const HTTP_URL_PATTERN: &str = concat!(
-    r"^(https://(",
-    r"(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
-    r"|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))",
-    r")|http://(localhost|127(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}))",
-    r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
-    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?",
-    r"(\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)?$"
+pub const HTTP_URL_PATTERN: &str = agent_url_pattern!(
+    r"|http://(localhost|127(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})"
 );
+/// [`HTTP_URL_PATTERN`] without plain `http`: the URLs a server outside development mode takes.
+pub const HTTPS_URL_PATTERN: &str = agent_url_pattern!("");
 /// Meta's upper-case words (`CLOUD_API`, `ON_PREMISE`, ...).
 pub const META_WORD_PATTERN: &str = r"^[A-Z_]+$";
 /// Meta's ids of accounts and numbers.
@@ -229,6 +241,7 @@ mod tests {
             NOT_BLANK_TEXT_PATTERN,
             SEARCH_PATTERN,
             HTTP_URL_PATTERN,
+            HTTPS_URL_PATTERN,
             META_WORD_PATTERN,
             META_ID_PATTERN,
             MESSAGE_TO_PATTERN,

@@ -68,6 +68,52 @@ async fn the_server_serves_the_document_and_swagger_ui() {
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
 
+/// The served document states the agent URLs this server takes: plain `http` to loopback only
+/// where it is allowed (development mode), so a client generating requests from the document is
+/// never refused a URL the document admits. Outside development mode it is the committed document.
+#[tokio::test]
+async fn the_served_document_admits_plain_http_agent_urls_only_where_the_server_takes_them() {
+    let plain = "http://127.0.0.1:9000/in";
+    for allow_private in [false, true] {
+        let app =
+            crate::helpers::spawn_app_with(|s| s.agent_url_allow_private = allow_private).await;
+        let served: serde_json::Value = app.public_json("/api/v1/openapi.json").await;
+        let schemas = &served["components"]["schemas"];
+        for (schema, field) in [
+            ("WebhookInput", "url"),
+            ("NewWebhookInput", "url"),
+            ("OpenAiInput", "base_url"),
+            ("NewOpenAiInput", "base_url"),
+        ] {
+            let pattern = schemas[schema]["properties"][field]["pattern"]
+                .as_str()
+                .unwrap();
+            assert_eq!(
+                regex::Regex::new(pattern).unwrap().is_match(plain),
+                allow_private,
+                "{schema}.{field} with AGENT_URL_ALLOW_PRIVATE={allow_private}"
+            );
+        }
+        if !allow_private {
+            let committed: serde_json::Value = serde_json::from_str(&document()).unwrap();
+            assert_eq!(served, committed);
+        }
+        let token = app.editor("ws");
+        let body = serde_json::json!({"name": "Hook", "responder": {"kind": "webhook",
+            "webhook": {"url": plain, "secret": "0123456789abcdef"}}});
+        let response = app
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/agents",
+                Some(&token),
+                Some(body),
+            )
+            .await;
+        let expected = if allow_private { 201 } else { 400 };
+        assert_eq!(response.status().as_u16(), expected, "{plain}");
+    }
+}
+
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let app = crate::helpers::spawn_app().await;
