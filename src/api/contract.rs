@@ -60,6 +60,11 @@ const TEXT_FIELDS: &[(&str, &str, &TextRule)] = &[
     ("WebhookInput", "/properties/secret", &text::WEBHOOK_SECRET),
     (
         "InboundMessageInput",
+        "/properties/phone_number_id",
+        &text::META_PHONE_NUMBER_ID,
+    ),
+    (
+        "InboundMessageInput",
         "/properties/from",
         &text::SANDBOX_FROM,
     ),

@@ -1274,6 +1274,7 @@ pub async fn play_inbound(
     if state.sandbox.is_none() {
         return Err(ServiceError::SandboxOff);
     }
+    crate::domain::text::META_PHONE_NUMBER_ID.check(meta_id.as_str())?;
     crate::domain::text::SANDBOX_FROM.check(from)?;
     crate::domain::text::MESSAGE_TEXT.check(text)?;
     let ws = workspace.clone();

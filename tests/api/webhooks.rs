@@ -1020,6 +1020,9 @@ async fn the_sandbox_plays_a_customer_through_the_signed_pipeline_and_shows_the_
         json!({"phone_number_id": meta_id, "from": "not a phone", "text": "x"}),
         json!({"phone_number_id": meta_id, "from": "+15551234567", "text": ""}),
         json!({"phone_number_id": meta_id, "from": "+15551234567", "text": "x", "extra": 1}),
+        // NUL reached PostgreSQL as text (500) before the id was checked.
+        json!({"phone_number_id": "1\u{0}2", "from": "+15551234567", "text": "x"}),
+        json!({"phone_number_id": "", "from": "+15551234567", "text": "x"}),
     ] {
         let response = app
             .request(
