@@ -33,12 +33,22 @@ pub struct NewJob {
 #[error("the delivery is not a JSON object")]
 pub struct NotADelivery;
 
-/// Reads `value` as text whether Meta sent a string or a number; an empty string is absent.
+/// Reads `value` as text whether Meta sent a string or a number; an empty string is absent. A NUL
+/// (which a customer can type, and PostgreSQL refuses in text) becomes U+FFFD, so every database
+/// stores what every other does.
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(storable(s)),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+fn storable(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
     }
 }
 
@@ -72,10 +82,8 @@ pub fn jobs_of_delivery(body: &[u8]) -> Result<Vec<NewJob>, NotADelivery> {
         let time = entry.get("time").cloned().unwrap_or(Value::Null);
         let changes = entry.get("changes").and_then(Value::as_array);
         for change in changes.into_iter().flatten() {
-            let field = change
-                .get("field")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
+            let field = text(change.get("field")).unwrap_or_else(|| "unknown".into());
+            let field = field.as_str();
             let value = change.get("value").cloned().unwrap_or(Value::Null);
             if field == "messages" {
                 messages_jobs(&waba_id, &value, &mut jobs);
@@ -502,6 +510,26 @@ mod tests {
                 .is_empty()
         );
         assert!(jobs_of_delivery(&delivery(json!([]))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn nul_from_meta_never_reaches_a_key_or_a_text() {
+        let body = delivery(json!([
+            {"field": "messages", "value": {
+                "metadata": {"phone_number_id": "PN1"},
+                "contacts": [{"wa_id": "111", "profile": {"name": "A\u{0}nn"}}],
+                "messages": [{"id": "wamid.\u{0}N", "from": "111", "type": "text", "text": {"body": "h\u{0}i"}}]}},
+            {"field": "account_update\u{0}", "value": {"event": "X"}}]));
+        let jobs = jobs_of_delivery(&body).unwrap();
+        assert_eq!(jobs.len(), 2);
+        for job in &jobs {
+            assert!(!job.dedup_key.contains('\0'), "{}", job.dedup_key);
+            assert!(!job.order_key.clone().unwrap_or_default().contains('\0'));
+        }
+        let m = inbound_message(&jobs[0].payload).unwrap();
+        assert_eq!(m.text.as_deref(), Some("h\u{FFFD}i"));
+        assert_eq!(m.sender.profile_name.as_deref(), Some("A\u{FFFD}nn"));
+        assert_eq!(m.wamid, "wamid.\u{FFFD}N");
     }
 
     #[test]

@@ -383,6 +383,32 @@ async fn a_message_to_a_number_without_agent_is_stored_and_nothing_is_sent() {
     assert!(sent_texts(&meta).await.is_empty());
 }
 
+/// Meta's JSON may carry any character a customer typed, NUL included, which PostgreSQL refuses in
+/// text: such a message is still taken in, stored and answered, on every database.
+#[tokio::test]
+async fn a_message_with_nul_and_control_characters_is_stored_and_answered() {
+    let meta = MockServer::start().await;
+    let app = spawn_app_with_meta(&meta).await;
+    let (number, meta_id) = live_number(&app, "ws-a", "+1 555-0100").await;
+    faq_agent(&app, "ws-a", &number).await;
+    meta_sends(&meta, &meta_id).await;
+    let mut delivery = text_message(
+        &meta_id,
+        "wamid.NUL1",
+        "15551234567",
+        "your\u{0} hours?\u{1b}",
+    );
+    delivery["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] =
+        json!("She\u{0}ena");
+    assert_eq!(deliver(&app, &delivery).await.status(), 200);
+    let messages = wait_for_messages(&app, "ws-a", |m| {
+        m.len() == 2 && m[0]["status"] == "answered" && m[1]["status"] == "sent"
+    })
+    .await;
+    assert_eq!(messages[0]["text"], "your\u{fffd} hours?\u{1b}");
+    assert_eq!(sent_texts(&meta).await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_username_customer_without_phone_number_is_answered_by_bsuid() {
     let meta = MockServer::start().await;
