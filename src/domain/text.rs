@@ -157,6 +157,16 @@ impl TextRule {
     }
 }
 
+/// Text from outside that the API did not validate (Meta's payloads, an agent's answer) as every
+/// database can store it: NUL, which PostgreSQL refuses in text, becomes U+FFFD.
+pub fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The text without leading and trailing white space (the same characters the patterns call space).
 pub fn trim(text: &str) -> &str {
     text.trim_matches(|c: char| is_space(c))

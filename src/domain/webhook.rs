@@ -34,21 +34,12 @@ pub struct NewJob {
 pub struct NotADelivery;
 
 /// Reads `value` as text whether Meta sent a string or a number; an empty string is absent. A NUL
-/// (which a customer can type, and PostgreSQL refuses in text) becomes U+FFFD, so every database
-/// stores what every other does.
+/// (which a customer can type) becomes U+FFFD ([`super::text::storable`]).
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(storable(s)),
+        Value::String(s) if !s.trim().is_empty() => Some(super::text::storable(s)),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-fn storable(s: &str) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "\u{FFFD}")
-    } else {
-        s.to_owned()
     }
 }
 

@@ -673,7 +673,7 @@ async fn ask_agent(
     }
     let responder = responders::responder_for(settings, secret, &state.agent_http);
     match responder.answer(&question).await {
-        Ok(answer) => Ok(Ok(answer)),
+        Ok(answer) => Ok(Ok(answer.map(|a| crate::domain::text::storable(&a)))),
         Err(err) if err.retryable() && job.attempts < MAX_RESPONDER_ATTEMPTS => Ok(Err(
             Outcome::Retry(format!("the agent could not answer: {err}")),
         )),

@@ -1400,6 +1400,25 @@ async fn app_with_hook_agent(
     (app, meta, hook, meta_id)
 }
 
+/// An answer holding NUL (a webhook agent is any server) is stored and sent, the NUL as U+FFFD: on
+/// PostgreSQL, which refuses NUL in text, it could not be stored before.
+#[tokio::test]
+async fn an_answer_holding_nul_is_sent_once_on_every_database() {
+    let answer = ResponseTemplate::new(200).set_body_json(json!({"text": "9 to\u{0}5"}));
+    let (app, meta, _hook, meta_id) = app_with_hook_agent(answer).await;
+    deliver(
+        &app,
+        &text_message(&meta_id, "wamid.NUL2", "15551234567", "hours?"),
+    )
+    .await;
+    let messages =
+        wait_for_messages(&app, "ws-a", |m| m.len() == 2 && m[1]["status"] == "sent").await;
+    assert_eq!(messages[1]["text"], "9 to\u{FFFD}5");
+    let sent = sent_texts(&meta).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["text"]["body"], "9 to\u{FFFD}5");
+}
+
 /// A webhook agent at `hook` answering `number`'s messages.
 async fn webhook_agent(app: &TestApp, workspace: &str, number: &str, hook: &MockServer) {
     let token = app.editor(workspace);
