@@ -156,7 +156,7 @@ impl MetaError {
         };
         let text = |v: Option<&Value>| {
             v.and_then(Value::as_str)
-                .map(str::to_owned)
+                .map(crate::domain::text::storable)
                 .filter(|s| !s.is_empty())
         };
         Some(MetaError::Api(Box::new(GraphError {
@@ -302,6 +302,24 @@ impl MetaError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nul_in_metas_error_never_reaches_its_texts() {
+        let body = json!({"error": {"message": "bad\u{0}", "code": 100, "fbtrace_id": "A\u{0}",
+            "error_user_msg": "u\u{0}", "error_data": {"details": "d\u{0}"}}});
+        let Some(MetaError::Api(err)) = MetaError::from_envelope(400, &body, None) else {
+            panic!("an envelope");
+        };
+        for text in [
+            Some(err.message.as_str()),
+            err.details.as_deref(),
+            err.user_message.as_deref(),
+            err.fbtrace_id.as_deref(),
+        ] {
+            let text = text.unwrap();
+            assert!(text.ends_with('\u{FFFD}'), "{text:?}");
+        }
+    }
 
     fn api(code: i64, http_status: u16, is_transient: bool) -> MetaError {
         let body = json!({"error": {"message": "(#x) y", "code": code, "is_transient": is_transient, "fbtrace_id": "Az8"}});

@@ -77,10 +77,11 @@ pub struct MetaPhoneNumber {
     pub is_on_biz_app: bool,
 }
 
-/// A string field that Meta sometimes sends as a number, or as an object holding the value.
+/// A string field that Meta sometimes sends as a number, or as an object holding the value; a NUL
+/// in it becomes U+FFFD ([`crate::domain::text::storable`]).
 fn loose_string(value: Option<&Value>) -> Option<String> {
     match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::String(s) if !s.trim().is_empty() => Some(crate::domain::text::storable(s.trim())),
         Value::Number(n) => Some(n.to_string()),
         Value::Object(map) => ["current_limit", "tier", "value", "score", "level"]
             .iter()
@@ -218,6 +219,15 @@ pub trait MetaApi: Send + Sync {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nul_in_a_node_never_reaches_a_field() {
+        let node = json!({"id": "1\u{0}", "display_phone_number": "+1 555\u{0}", "verified_name": "Jas\u{0}pers"});
+        let number = MetaPhoneNumber::from_json(&node).unwrap();
+        assert_eq!(number.id.as_str(), "1\u{FFFD}");
+        assert_eq!(number.display_phone_number, "+1 555\u{FFFD}");
+        assert_eq!(number.verified_name.as_deref(), Some("Jas\u{FFFD}pers"));
+    }
 
     #[test]
     fn fields_follow_the_graph_version() {

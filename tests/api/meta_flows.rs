@@ -175,6 +175,18 @@ async fn register_calls(server: &MockServer, meta_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A name Meta lists with NUL (PostgreSQL refuses NUL in text) is synced, the NUL as U+FFFD, on
+/// every database.
+#[tokio::test]
+async fn a_number_whose_name_holds_nul_is_synced_on_every_database() {
+    let server = MockServer::start().await;
+    let mut number = node("1001", "+1 555-000-1001", "CLOUD_API", "GREEN");
+    number["verified_name"] = json!("Jaspers\u{0} Market");
+    let (app, token) = connected_app(&server, vec![number]).await;
+    let page = app.get_json("/api/v1/phone-numbers", &token).await;
+    assert_eq!(page["data"][0]["verified_name"], "Jaspers\u{FFFD} Market");
+}
+
 #[tokio::test]
 async fn a_system_user_token_connects_subscribes_and_syncs_every_page() {
     let server = MockServer::start().await;
