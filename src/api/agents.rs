@@ -154,7 +154,8 @@ pub async fn get_agent(
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`agent_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`agent_name_taken`, or `secret_required`: a new responder kind needs its secret (the agent has none to keep)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`agent_name_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`secret_required`: the key or secret must be sent again, for a new responder kind (the agent has none to keep) or a URL on another origin (a stored one never follows a new host)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

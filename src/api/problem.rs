@@ -195,7 +195,6 @@ impl ResponseError for ApiError {
             | C::NumberRemoved
             | C::NoOutboundNumber
             | C::AgentNameTaken
-            | C::SecretRequired
             | C::RegistrationInProgress
             | C::AlreadyRegistered
             | C::AccountNeedsReconnect
@@ -203,6 +202,7 @@ impl ResponseError for ApiError {
             | C::SyncInProgress
             | C::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             C::SignupCodeInvalid
+            | C::SecretRequired
             | C::MetaPermissionMissing
             | C::IdempotencyKeyReused
             | C::OutsideServiceWindow => StatusCode::UNPROCESSABLE_ENTITY,

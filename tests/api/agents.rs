@@ -171,7 +171,7 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
             Some(webhook),
         )
         .await;
-    let problem = assert_problem(response, 409, "secret_required").await;
+    let problem = assert_problem(response, 422, "secret_required").await;
     assert!(
         problem["detail"]
             .as_str()
@@ -464,7 +464,7 @@ async fn a_stored_secret_never_follows_a_url_to_a_new_host() {
     let response = app
         .request(Method::PATCH, &path, Some(&token), Some(moved))
         .await;
-    let problem = assert_problem(response, 409, "secret_required").await;
+    let problem = assert_problem(response, 422, "secret_required").await;
     assert!(problem["detail"]
         .as_str()
         .unwrap()
