@@ -123,9 +123,14 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Folds text for case-insensitive search and comparison, the same way on every database
-/// (SQLite's `lower()` only knows ASCII, so the folded form is computed here and stored).
+/// (SQLite's `lower()` only knows ASCII, so the folded form is computed here and stored); the
+/// invisible characters a name may hold ([`text::ignored_in_keys`]) do not count.
 pub fn search_key(text: &str) -> String {
-    text.trim().to_lowercase()
+    let visible: String = text
+        .chars()
+        .filter(|c| !text::ignored_in_keys(*c))
+        .collect();
+    visible.trim().to_lowercase()
 }
 
 /// The digits of a phone number as Meta writes it either way (`+1 555-555-5555` or `15555555555`).
@@ -147,5 +152,11 @@ mod tests {
     fn search_key_folds_case_beyond_ascii() {
         assert_eq!(search_key("  Ärger Support "), "ärger support");
         assert_eq!(search_key("SALES"), search_key("sales"));
+    }
+
+    #[test]
+    fn search_key_ignores_what_a_name_may_hold_invisibly() {
+        assert_eq!(search_key("Care ❤\u{FE0F}"), search_key("care ❤"));
+        assert_eq!(search_key("\u{E0041} Support\u{E007F}"), "support");
     }
 }

@@ -16,13 +16,28 @@ pub const LINE_PATTERN: &str = concat!(
     r"[^\u0000-\u001F\u007F-\u009F\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]",
     r"[^\u0000-\u001F\u007F-\u009F]*$"
 );
-/// A name people pick from a list: one line of visible text without invisible format characters
-/// (soft hyphen, zero-width and direction marks, word joiners, BOM), so two names cannot look alike.
+/// A name people pick from a list: one line of visible text, so two names cannot look alike. It
+/// holds no invisible format character (soft hyphen, zero-width and direction marks, word joiners,
+/// BOM, the Arabic marks of that class) and no other character of the Basic Multilingual Plane that
+/// shows nothing (the combining grapheme joiner, the Hangul and halfwidth fillers, the Khmer
+/// inherent vowels, the Mongolian variation selectors, variation selectors 1 to 14, U+FFF0 to
+/// U+FFFB); and it has a visible character, which none of those, a space or the braille blank is.
+/// The emoji presentation selectors (U+FE0E, U+FE0F) stay, as do the invisible characters past the
+/// Basic Multilingual Plane (the tag characters of flag sequences), which no pattern that
+/// ECMA-262, Python and Rust read alike can name: a name's key ignores them ([`ignored_in_keys`]).
 pub const NAME_PATTERN: &str = concat!(
-    r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB]*",
-    r"[^\u0000-\u0020\u007F-\u00A0\u00AD\u0600-\u0605\u061C\u06DD\u070F\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\uFEFF\uFFF9-\uFFFB]",
-    r"[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB]*$"
+    r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0D\uFEFF\uFFA0\uFFF0-\uFFFB]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u2800\u3000\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB]",
+    r"[^\u0000-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0D\uFEFF\uFFA0\uFFF0-\uFFFB]*$"
 );
+
+/// The invisible characters a name may hold ([`NAME_PATTERN`]) that its key ignores, so that two
+/// names differing only by them are the same name: the emoji presentation selectors and the
+/// default-ignorable characters past the Basic Multilingual Plane (tags, variation selectors 17 to
+/// 256, shorthand format controls, musical symbol format controls).
+pub fn ignored_in_keys(c: char) -> bool {
+    matches!(c, '\u{FE0E}' | '\u{FE0F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
 /// Text of any length of lines: no control characters but tab, line feed and carriage return.
 pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
 /// Such text with at least one character that is not space.
@@ -119,7 +134,7 @@ impl TextRule {
         match self.pattern {
             Some(LINE_PATTERN) => "must be one line of visible text (no control characters)",
             Some(NAME_PATTERN) => {
-                "must be one line of visible text, without control or invisible format characters"
+                "must be one line of visible text, without control characters or characters that show nothing"
             }
             Some(TEXT_PATTERN) => {
                 "must not contain control characters (tab and line breaks are fine)"
@@ -289,10 +304,27 @@ mod tests {
             "Sup\u{202E}port",
             "Support\u{2060}",
             "\u{FEFF}Support",
+            "Sup\u{034F}port",
+            "Sup\u{3164}port",
+            "\u{3164}",
+            "\u{115F}\u{1160}",
+            "Support\u{FFA0}",
+            "Sup\u{17B4}port",
+            "Support\u{180B}",
+            "Support\u{FE00}",
+            "\u{FE0F}",
+            "\u{2800}",
+            "Support\u{08E2}",
         ] {
             assert!(AGENT_NAME.check(bad).is_err(), "{bad:?}");
         }
-        assert!(AGENT_NAME.check("Ärger-Bot 🤖").is_ok());
+        for good in [
+            "Ärger-Bot 🤖",
+            "Care ❤\u{FE0F}",
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F} Support",
+        ] {
+            assert!(AGENT_NAME.check(good).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

@@ -223,6 +223,52 @@ async fn invalid_agents_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn names_that_would_look_alike_in_the_dropdown_are_refused_or_taken() {
+    let app = spawn_app().await;
+    let token = app.editor("ws");
+    app.create_agent(&token, "Care \u{2764}\u{FE0F}").await;
+    app.create_agent(&token, "Support").await;
+    let faq = json!({"kind": "faq", "faq": {"entries": [], "fallback": "x"}});
+    // Characters that show nothing: refused, whatever surrounds them.
+    for name in [
+        "Sup\u{3164}port",
+        "\u{3164}",
+        "Support\u{034F}",
+        "Support\u{FE00}",
+    ] {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/agents",
+                Some(&token),
+                Some(json!({"name": name, "responder": faq})),
+            )
+            .await;
+        assert_problem(response, 400, "validation_failed").await;
+    }
+    // Invisible characters a name may hold (an emoji's presentation selector, tag characters)
+    // do not make another name.
+    for name in ["care \u{2764}", "Support\u{E0041}", "Support\u{FE0F}"] {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/agents",
+                Some(&token),
+                Some(json!({"name": name, "responder": faq})),
+            )
+            .await;
+        assert_problem(response, 409, "agent_name_taken").await;
+    }
+    let names: Vec<String> = app.get_json("/api/v1/agents", &token).await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["Care \u{2764}\u{FE0F}", "Support"]);
+}
+
+#[tokio::test]
 async fn agent_names_are_unique_per_workspace_regardless_of_case() {
     let app = spawn_app().await;
     let token = app.editor("ws");
