@@ -94,6 +94,7 @@ const TEXT_PARAMETERS: &[(&str, &str, &TextRule)] = &[
         "Idempotency-Key",
         &text::IDEMPOTENCY_KEY,
     ),
+    ("stream_events", "Last-Event-ID", &text::LAST_EVENT_ID),
 ];
 
 /// The lists and how they are ordered (which decides their cursors' grammar).

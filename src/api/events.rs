@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::Reader;
 use super::ApiError;
+use crate::domain::text::LAST_EVENT_ID;
 use crate::domain::{
     AccountId, AgentId, ConversationId, EventKind, MessageId, MessageStatus, PhoneNumberId,
 };
@@ -94,18 +95,16 @@ pub async fn stream_events(
 ) -> Result<HttpResponse, ApiError> {
     let last = match request.headers().get("Last-Event-ID") {
         None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|id| *id >= 0)
-                .ok_or_else(|| {
-                    ApiError::Validation(
-                        "`Last-Event-ID` must be the `id` of an event (a whole number)".into(),
-                    )
-                })?,
-        ),
+        Some(value) => {
+            let not_an_id = || {
+                ApiError::Validation(
+                    "`Last-Event-ID` must be the `id` of an event (a whole number)".into(),
+                )
+            };
+            let value = value.to_str().map_err(|_| not_an_id())?;
+            LAST_EVENT_ID.check(value).map_err(|_| not_an_id())?;
+            Some(value.parse::<i64>().map_err(|_| not_an_id())?)
+        }
     };
     let stream = service::subscribe(
         &state.shutdown,

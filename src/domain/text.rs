@@ -249,6 +249,9 @@ pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
 pub static IDEMPOTENCY_KEY: TextRule =
     TextRule::new("Idempotency-Key", Some(IDEMPOTENCY_KEY_PATTERN), 1, 255);
 pub static SEARCH: TextRule = TextRule::new("q", Some(SEARCH_PATTERN), 0, 200);
+/// The `Last-Event-ID` header: the `id` of a live-stream event, a whole number.
+pub const EVENT_ID_PATTERN: &str = "^[0-9]+$";
+pub static LAST_EVENT_ID: TextRule = TextRule::new("Last-Event-ID", Some(EVENT_ID_PATTERN), 1, 18);
 
 #[cfg(test)]
 mod tests {

@@ -215,16 +215,18 @@ async fn a_client_sees_its_workspaces_changes_in_order_and_resumes_where_it_left
     );
     assert_eq!(stale.next().await["type"], "inbound_agent.changed");
 
-    // A Last-Event-ID that is not an id.
-    let bad = app
-        .client
-        .get(format!("{}/api/v1/events", app.address))
-        .bearer_auth(&token_a)
-        .header("Last-Event-ID", "yesterday")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    // A Last-Event-ID that is not an id, as the document's pattern and length say.
+    for not_an_id in ["yesterday", "+5", "-1", "1234567890123456789"] {
+        let bad = app
+            .client
+            .get(format!("{}/api/v1/events", app.address))
+            .bearer_auth(&token_a)
+            .header("Last-Event-ID", not_an_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400, "{not_an_id}");
+    }
     let unauthenticated = app
         .client
         .get(format!("{}/api/v1/events", app.address))
