@@ -229,35 +229,26 @@ async fn names_that_would_look_alike_in_the_dropdown_are_refused_or_taken() {
     app.create_agent(&token, "Care \u{2764}\u{FE0F}").await;
     app.create_agent(&token, "Support").await;
     let faq = json!({"kind": "faq", "faq": {"entries": [], "fallback": "x"}});
-    // Characters that show nothing: refused, whatever surrounds them.
-    for name in [
+    // Characters that show nothing are refused, whatever surrounds them; invisible characters a
+    // name may hold (an emoji's presentation selector, tag characters) do not make another name.
+    let refused = [
         "Sup\u{3164}port",
         "\u{3164}",
         "Support\u{034F}",
         "Support\u{FE00}",
+    ];
+    let taken = ["care \u{2764}", "Support\u{E0041}", "Support\u{FE0F}"];
+    for (names, status, code) in [
+        (&refused[..], 400, "validation_failed"),
+        (&taken[..], 409, "agent_name_taken"),
     ] {
-        let response = app
-            .request(
-                Method::POST,
-                "/api/v1/agents",
-                Some(&token),
-                Some(json!({"name": name, "responder": faq})),
-            )
-            .await;
-        assert_problem(response, 400, "validation_failed").await;
-    }
-    // Invisible characters a name may hold (an emoji's presentation selector, tag characters)
-    // do not make another name.
-    for name in ["care \u{2764}", "Support\u{E0041}", "Support\u{FE0F}"] {
-        let response = app
-            .request(
-                Method::POST,
-                "/api/v1/agents",
-                Some(&token),
-                Some(json!({"name": name, "responder": faq})),
-            )
-            .await;
-        assert_problem(response, 409, "agent_name_taken").await;
+        for name in names {
+            let body = json!({"name": name, "responder": faq});
+            let response = app
+                .request(Method::POST, "/api/v1/agents", Some(&token), Some(body))
+                .await;
+            assert_problem(response, status, code).await;
+        }
     }
     let names: Vec<String> = app.get_json("/api/v1/agents", &token).await["data"]
         .as_array()
