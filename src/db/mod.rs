@@ -45,6 +45,16 @@ pub enum DbConnection {
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// Sets up OpenSSL, which libpq uses for TLS, before the process's first PostgreSQL connection
+/// (what OpenSSL's first set-up asks for holds for the whole process). By default OpenSSL frees
+/// its state from an exit handler while other threads may still be closing TLS connections (a
+/// pool's idle connections, a database thread finishing): a double free as the process exits.
+/// Set up here, OpenSSL registers no exit handler. Idempotent and cheap; call it before any
+/// PostgreSQL connection made outside [`DbUrl::connect`].
+pub fn prepare_postgres_client() {
+    openssl_sys::init();
+}
+
 /// Arbitrary but fixed key for `pg_advisory_lock`, so replicas starting together migrate one at a time.
 const MIGRATION_LOCK_KEY: i64 = 0x5741_4e55_4d42_4552; // "WANUMBER"
 
@@ -95,6 +105,7 @@ impl DbUrl {
     pub fn connect(&self) -> Result<DbConnection, ConnectionError> {
         match self {
             DbUrl::Postgres(url) => {
+                prepare_postgres_client();
                 let mut conn = diesel::PgConnection::establish(url)?;
                 // A statement waits for a lock as long as SQLite's busy_timeout, then fails
                 // (503, retry) rather than holding a request and a pooled connection forever.

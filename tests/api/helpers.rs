@@ -43,6 +43,7 @@ impl TestDatabase {
         {
             Some(admin_url) => {
                 let name = format!("wn_test_{}", uuid::Uuid::new_v4().simple());
+                whatsapp_numbers::db::prepare_postgres_client();
                 let mut admin = diesel::PgConnection::establish(&admin_url)
                     .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
                 admin
