@@ -440,7 +440,8 @@ async fn a_burst_to_one_recipient_spreads_out_while_others_are_not_held_up() {
                 std::time::Instant::now() < deadline,
                 "no worker tried the 46th"
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // Awaited, not slept: the workers run on this test's runtime.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
     let held = run_after - first_sent;
