@@ -16,6 +16,13 @@ pub const LINE_PATTERN: &str = concat!(
     r"[^\u0000-\u001F\u007F-\u009F\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]",
     r"[^\u0000-\u001F\u007F-\u009F]*$"
 );
+/// The characters of the Basic Multilingual Plane that show nothing, as a regex class's body: the
+/// invisible format characters and the other default-ignorable ones ([`NAME_PATTERN`]).
+macro_rules! shows_nothing {
+    () => {
+        r"\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0D\uFEFF\uFFA0\uFFF0-\uFFFB"
+    };
+}
 /// A name people pick from a list: one line of visible text, so two names cannot look alike. It
 /// holds no invisible format character (soft hyphen, zero-width and direction marks, word joiners,
 /// BOM, the Arabic marks of that class) and no other character of the Basic Multilingual Plane that
@@ -26,9 +33,13 @@ pub const LINE_PATTERN: &str = concat!(
 /// Basic Multilingual Plane (the tag characters of flag sequences), which no pattern that
 /// ECMA-262, Python and Rust read alike can name: a name's key ignores them ([`ignored_in_keys`]).
 pub const NAME_PATTERN: &str = concat!(
-    r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0D\uFEFF\uFFA0\uFFF0-\uFFFB]*",
-    r"[^\u0000-\u0020\u007F-\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u2800\u3000\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB]",
-    r"[^\u0000-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0D\uFEFF\uFFA0\uFFF0-\uFFFB]*$"
+    r"^[^\u0000-\u001F\u007F-\u009F",
+    shows_nothing!(),
+    r"]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u2800\u3000\uFE0E\uFE0F",
+    shows_nothing!(),
+    r"][^\u0000-\u001F\u007F-\u009F",
+    shows_nothing!(),
+    r"]*$"
 );
 
 /// The invisible characters a name may hold ([`NAME_PATTERN`]) that its key ignores, so that two
@@ -38,6 +49,7 @@ pub const NAME_PATTERN: &str = concat!(
 pub fn ignored_in_keys(c: char) -> bool {
     matches!(c, '\u{FE0E}' | '\u{FE0F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
+
 /// Text of any length of lines: no control characters but tab, line feed and carriage return.
 pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
 /// Such text with at least one character that is not space.
